@@ -1,0 +1,85 @@
+"""How many visual tokens of each frame enter each decoder layer.
+
+A schedule is a non-increasing list with one entry per decoder layer: ``kept[i]`` tokens of every frame's
+``tokens_per_frame``-token group enter layer ``i`` (0-based). The last layer's count is also what leaves the
+model. Which tokens survive (suffix, evenly spaced, highest attention) is decided by the compression method, not
+by the schedule, so every method can be compared at the same token budget.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from xcomp.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class CompressionSchedule:
+    """Per-layer visual-token counts per frame (see module docstring)."""
+
+    kept: tuple[int, ...]
+    """Tokens per frame entering each decoder layer (0-based), non-increasing."""
+    tokens_per_frame: int = 16
+    """Tokens per frame produced by the projector (the schedule's starting width)."""
+
+    def __post_init__(self) -> None:
+        kept = tuple(int(k) for k in self.kept)
+        object.__setattr__(self, "kept", kept)
+        if not kept:
+            raise ConfigError("a compression schedule needs at least one layer")
+        if any(k < 1 or k > self.tokens_per_frame for k in kept):
+            raise ConfigError(f"schedule entries must lie in [1, {self.tokens_per_frame}], got {list(kept)}")
+        if any(b > a for a, b in zip(kept, kept[1:])):
+            raise ConfigError(f"schedule must be non-increasing (tokens are only dropped), got {list(kept)}")
+
+    @classmethod
+    def dense(cls, num_layers: int, tokens_per_frame: int = 16) -> CompressionSchedule:
+        """No compression: every layer sees all tokens."""
+        return cls((tokens_per_frame,) * num_layers, tokens_per_frame)
+
+    @classmethod
+    def cosine(
+        cls, num_layers: int, tokens_per_frame: int = 16, final: int = 1, shift: int = 0
+    ) -> CompressionSchedule:
+        """The paper's cosine decay from ``tokens_per_frame`` to ``final``.
+
+        ``kept[i] = final + round((tokens_per_frame - final) / 2 * (1 + cos(pi * (i + shift) / L)))``.
+        ``shift=0`` gives the schedule stated in the paper and design doc (16,16,16,16,15,15,14,… for L=28);
+        ``shift=1`` is the published XComp code, which drops one layer earlier (16,16,16,15,15,14,…).
+        """
+        span = tokens_per_frame - final
+        kept = [
+            final + round(span * 0.5 * (1 + math.cos(math.pi * (i + shift) / num_layers)))
+            for i in range(num_layers)
+        ]
+        return cls(tuple(kept), tokens_per_frame)
+
+    @classmethod
+    def from_list(cls, kept: Sequence[int], tokens_per_frame: int = 16) -> CompressionSchedule:
+        """Any monotone schedule, e.g. a step schedule ``[16]*8 + [4]*8 + [1]*12``."""
+        return cls(tuple(kept), tokens_per_frame)
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.kept)
+
+    @property
+    def output_tokens(self) -> int:
+        """Tokens per frame leaving the last layer."""
+        return self.kept[-1]
+
+    def token_layer_ratio(self) -> float:
+        """Visual token-layers kept relative to dense (0.549 for the 28-layer cosine schedule)."""
+        return sum(self.kept) / (self.tokens_per_frame * self.num_layers)
+
+    def drop_layers(self) -> list[int]:
+        """0-based layers whose input has fewer tokens than the previous layer's (where drops happen)."""
+        prev = self.tokens_per_frame
+        out = []
+        for i, k in enumerate(self.kept):
+            if k < prev:
+                out.append(i)
+            prev = k
+        return out

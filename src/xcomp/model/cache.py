@@ -1,0 +1,53 @@
+"""KV cache whose layers hold different numbers of tokens.
+
+Under LP-Comp, layer i only ever sees the tokens that survived to it, so its cache holds exactly those: the KV
+memory shrinks with the schedule. transformers' `DynamicCache` already keeps one growing tensor per layer; this
+subclass adds what attention needs to stay correct once layers differ: which cached keys are padding, and the
+rotary position that the next token gets (per layer when positions are renumbered after drops).
+"""
+
+from __future__ import annotations
+
+import torch
+from transformers import DynamicCache
+
+
+class XCompCache(DynamicCache):
+    """`DynamicCache` plus per-layer key validity and the next token's position."""
+
+    def __init__(self, config=None):
+        super().__init__(config=config)
+        self.key_valid: list[torch.Tensor | None] = []
+        """Per layer, [batch, cached_len] bool: False marks padding keys that must never be attended."""
+        self.next_position: torch.Tensor | None = None
+        """[batch] rotary position of the next token in the original (uncompressed) numbering."""
+
+    @property
+    def is_prefilled(self) -> bool:
+        return self.next_position is not None
+
+    def set_key_valid(self, layer_idx: int, valid: torch.Tensor) -> None:
+        """Record validity of the keys this layer just appended (prefill) or extend it (decode)."""
+        while len(self.key_valid) <= layer_idx:
+            self.key_valid.append(None)
+        old = self.key_valid[layer_idx]
+        self.key_valid[layer_idx] = valid if old is None else torch.cat([old, valid], dim=1)
+
+    def layer_lengths(self) -> list[int]:
+        """Cached tokens per layer (including padding slots)."""
+        return [layer.get_seq_length() for layer in self.layers]
+
+    def nbytes(self) -> int:
+        """Bytes held by keys and values across layers."""
+        total = 0
+        for layer in self.layers:
+            if getattr(layer, "keys", None) is not None and layer.keys.numel():
+                total += layer.keys.numel() * layer.keys.element_size()
+                total += layer.values.numel() * layer.values.element_size()
+        return total
+
+    def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
+        super().reorder_cache(beam_idx)
+        self.key_valid = [v.index_select(0, beam_idx) if v is not None else None for v in self.key_valid]
+        if self.next_position is not None:
+            self.next_position = self.next_position.index_select(0, beam_idx)

@@ -1,0 +1,122 @@
+"""`XCompConfig`: the whole video-LLM (UMT encoder, ToMe projector, Qwen2 LLM) plus its compression setting."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from huggingface_hub.dataclasses import strict
+from transformers import PreTrainedConfig, Qwen2Config
+from transformers.configuration_utils import SubConfigSpec
+
+from xcomp.compression.schedule import CompressionSchedule
+from xcomp.errors import ConfigError
+from xcomp.vision.config import UMTVisionConfig
+
+CompressionMethod = Literal["dense", "lp_comp", "uniform_drop", "pre_pool", "attn_prune"]
+"""dense: no compression; lp_comp: keep each frame's suffix per the schedule (XComp); uniform_drop: keep evenly
+spaced tokens per the schedule; pre_pool: average-pool each frame to `pool_tokens_per_frame` before the LLM;
+attn_prune: keep the tokens the last prompt token attends to most (FastV / PyramidDrop style) per the schedule."""
+
+QWEN2_5_VIDEO_PAD_ID = 151656
+"""`<|video_pad|>` in the Qwen2.5 vocabulary: the single placeholder that expands into all visual tokens."""
+
+
+@strict
+class XCompConfig(PreTrainedConfig):
+    """Configuration of `XCompForCausalLM`.
+
+    The two sub-configs describe the LLM (transformers' `Qwen2Config`) and the vision tower; the flat fields
+    describe how they are joined and how visual tokens are compressed inside the LLM.
+    """
+
+    model_type = "xcomp"
+    sub_configs_defaults = {
+        "text_config": SubConfigSpec(config_class=Qwen2Config),
+        "vision_config": SubConfigSpec(config_class=UMTVisionConfig),
+    }
+
+    text_config: dict | PreTrainedConfig | None = None
+    """The LLM (Qwen2.5-1.5B for VideoChat-Flash-2B)."""
+    vision_config: dict | PreTrainedConfig | None = None
+    """The UMT video ViT."""
+    tokens_per_frame: int = 16
+    """Visual tokens per frame after ToMe merging (16 in VideoChat-Flash)."""
+    video_token_id: int = QWEN2_5_VIDEO_PAD_ID
+    """Token id in `input_ids` that is replaced by the whole video's visual tokens."""
+    newline_position: Literal["nothing", "one_token"] = "nothing"
+    """'one_token' appends a learned `image_newline` embedding after the video (published `mm_newline_position`)."""
+    compression: CompressionMethod = "lp_comp"
+    """Token compression method inside/before the LLM (see `CompressionMethod`)."""
+    schedule: list[int] | None = None
+    """Tokens per frame entering each decoder layer; None = the paper's cosine schedule 16 -> 1."""
+    position_ids_after_drop: Literal["original", "renumbered"] = "original"
+    """'original': kept tokens keep their rotary positions (the paper); 'renumbered': positions are re-indexed
+    0..n-1 after every drop, as the published XComp code does (needed to reproduce its checkpoints exactly)."""
+    pool_tokens_per_frame: int = 1
+    """Tokens per frame left by the `pre_pool` baseline (must divide `tokens_per_frame`)."""
+    tie_word_embeddings: bool = True
+    """Qwen2.5-1.5B ties the LM head to the input embedding."""
+
+    def __post_init__(self, **kwargs):
+        super().__post_init__(**kwargs)
+        self.tie_word_embeddings = bool(self.text_config.tie_word_embeddings)
+        self.validate_compression()
+
+    def validate_compression(self) -> None:
+        """Raise `ConfigError` for an inconsistent compression setting."""
+        self.compression_schedule()
+        if self.compression == "pre_pool" and (
+            self.pool_tokens_per_frame < 1 or self.tokens_per_frame % self.pool_tokens_per_frame
+        ):
+            raise ConfigError(
+                f"pool_tokens_per_frame={self.pool_tokens_per_frame} must divide tokens_per_frame={self.tokens_per_frame}"
+            )
+
+    @property
+    def num_layers(self) -> int:
+        return self.text_config.num_hidden_layers
+
+    @property
+    def local_num_frames(self) -> int:
+        """Frames that the vision tower encodes jointly and ToMe merges together (a clip)."""
+        return self.vision_config.num_frames
+
+    def compression_schedule(self) -> CompressionSchedule:
+        """The per-layer token counts this config runs with (dense for methods that do not drop in the LLM)."""
+        L, T = self.num_layers, self.tokens_per_frame
+        if self.compression == "dense":
+            return CompressionSchedule.dense(L, T)
+        if self.compression == "pre_pool":
+            return CompressionSchedule.dense(L, self.pool_tokens_per_frame)
+        if self.schedule is None:
+            return CompressionSchedule.cosine(L, T)
+        if len(self.schedule) != L:
+            raise ConfigError(f"schedule has {len(self.schedule)} entries but the LLM has {L} layers")
+        return CompressionSchedule.from_list(self.schedule, T)
+
+    def with_compression(self, compression: CompressionMethod, **fields) -> XCompConfig:
+        """A copy of this config with another compression setting (weights are unaffected)."""
+        data = self.to_dict()
+        data.update(compression=compression, **fields)
+        return XCompConfig.from_dict(data)
+
+    @classmethod
+    def tiny(cls, num_layers: int = 4, vocab_size: int = 151936, **fields) -> XCompConfig:
+        """A few-MB model with the real code path (tests, synthetic training)."""
+        text = Qwen2Config(
+            vocab_size=vocab_size,
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=num_layers,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=32768,
+            rope_parameters={"rope_type": "default", "rope_theta": 1e6},
+            tie_word_embeddings=True,
+            bos_token_id=151643,
+            eos_token_id=151645,
+        )
+        vision = UMTVisionConfig(
+            hidden_size=64, num_hidden_layers=3, num_attention_heads=4, image_size=64, patch_size=8, num_frames=4
+        )
+        return cls(text_config=text, vision_config=vision, **fields)

@@ -1,0 +1,454 @@
+"""`XCompForCausalLM`: UMT video encoder -> ToMe projector -> Qwen2 with visual tokens dropped between layers.
+
+The LLM is transformers' `Qwen2Model`; we only own the loop over its decoder layers, because LP-Comp changes the
+sequence between layers: before layer i every frame keeps ``schedule.kept[i]`` of its visual tokens, text tokens
+are never dropped, and kept tokens keep their rotary positions. Each layer writes to the KV cache only the tokens
+that reached it, so cached decoding attends to the same keys as a full recomputation.
+
+Sequences are left-padded. Padding is tracked by a per-token ``valid`` mask rather than by position, so a batch
+of videos of different lengths (which shrink by different amounts) stays exact; when nothing is padded the mask
+is dropped and SDPA runs its causal fast path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import GenerationMixin, PreTrainedModel, Qwen2Model
+from transformers import initialization as init
+from transformers.modeling_outputs import CausalLMOutputWithPast
+
+from xcomp.compression.attention_probe import query_attention
+from xcomp.compression.token_drop import pool_frame_tokens, static_slot_masks, top_slots_by_score
+from xcomp.errors import ConfigError, XCompError
+from xcomp.model.cache import XCompCache
+from xcomp.model.configuration import XCompConfig
+from xcomp.vision.tome import ToMeProjector
+from xcomp.vision.umt import UMTVisionTower, config_pos_embed
+
+IGNORE_INDEX = -100
+LEGACY_IMAGE_TOKEN_INDEX = -200
+"""The published LLaVA-style code marks the video with -200 in `input_ids`; we accept it as an alias."""
+
+
+@dataclass
+class XCompCausalLMOutput(CausalLMOutputWithPast):
+    """`CausalLMOutputWithPast` plus how many tokens each layer saw."""
+
+    tokens_per_layer: torch.Tensor | None = None
+    """[num_layers + 1, batch] valid tokens entering each decoder layer (last row: leaving the last layer)."""
+    kept_index: torch.Tensor | None = None
+    """[batch, S_out] index into the expanded (text + all visual tokens) sequence of each output position."""
+
+
+@dataclass
+class _Tokens:
+    """The sequence as it flows through the decoder layers, with per-token bookkeeping."""
+
+    hidden: torch.Tensor
+    """[B, S, D] hidden states."""
+    position: torch.Tensor
+    """[B, S] rotary position ids."""
+    valid: torch.Tensor
+    """[B, S] False for padding."""
+    slot: torch.Tensor
+    """[B, S] index of a visual token inside its frame group; -1 for text and padding."""
+    index: torch.Tensor
+    """[B, S] column of this token in the expanded input layout (to align labels after drops)."""
+
+    def select(self, keep: torch.Tensor) -> _Tokens:
+        """Keep the tokens where ``keep`` is True, right-aligned (left padding), order preserved."""
+        keep = keep & self.valid
+        width = int(keep.sum(dim=1).max())
+        if keep.shape[0] == 1:
+            idx = keep[0].nonzero().squeeze(1)[None]
+        else:
+            idx = keep.to(torch.int8).argsort(dim=1, stable=True)[:, -width:]
+        return _Tokens(
+            hidden=self.hidden.gather(1, idx[..., None].expand(-1, -1, self.hidden.shape[-1])),
+            position=self.position.gather(1, idx),
+            valid=keep.gather(1, idx),
+            slot=self.slot.gather(1, idx),
+            index=self.index.gather(1, idx),
+        )
+
+
+def renumbered_positions(valid: torch.Tensor) -> torch.Tensor:
+    """Positions 0..n-1 over the valid tokens (the published code's numbering after a drop)."""
+    return (valid.long().cumsum(dim=1) - 1).clamp_min(0)
+
+
+def additive_mask(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Bool [B, Q, K] -> additive float [B, 1, Q, K] usable by both SDPA and eager attention."""
+    mask = torch.zeros(allowed.shape, dtype=dtype, device=allowed.device)
+    return mask.masked_fill_(~allowed, torch.finfo(dtype).min)[:, None]
+
+
+def prefill_mask(valid: torch.Tensor, dtype: torch.dtype) -> torch.Tensor | None:
+    """Causal mask over a left-padded sequence, or None (fast causal path) when nothing is padded."""
+    if bool(valid.all()):
+        return None
+    S = valid.shape[1]
+    causal = torch.ones(S, S, dtype=torch.bool, device=valid.device).tril()
+    allowed = causal[None] & valid[:, None, :]
+    allowed |= torch.eye(S, dtype=torch.bool, device=valid.device)[None]  # padding rows attend to themselves
+    return additive_mask(allowed, dtype)
+
+
+class XCompPreTrainedModel(PreTrainedModel):
+    config: XCompConfig
+    base_model_prefix = "model"
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["Qwen2DecoderLayer", "UMTBlock"]
+    _supports_sdpa = True
+    _supports_attention_backend = True
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        super()._init_weights(module)
+        if isinstance(module, UMTVisionTower):
+            init.copy_(module.encoder.pos_embed, config_pos_embed(module.config))
+        if isinstance(module, XCompModel) and module.image_newline is not None:
+            init.normal_(module.image_newline, std=self.config.text_config.initializer_range)
+        for name, param in module.named_parameters(recurse=False):
+            if name in ("q_bias", "v_bias"):
+                init.zeros_(param)
+
+
+class XCompModel(XCompPreTrainedModel):
+    """Vision tower + projector + Qwen2 decoder (without the LM head)."""
+
+    def __init__(self, config: XCompConfig):
+        super().__init__(config)
+        self.vision_tower = UMTVisionTower(config.vision_config)
+        self.mm_projector = ToMeProjector(
+            mm_hidden_size=config.vision_config.hidden_size,
+            hidden_size=config.text_config.hidden_size,
+            tokens_per_frame=config.tokens_per_frame,
+            num_frames=config.local_num_frames,
+        )
+        self.language_model = Qwen2Model(config.text_config)
+        self.image_newline = (
+            nn.Parameter(torch.zeros(config.text_config.hidden_size))
+            if config.newline_position == "one_token"
+            else None
+        )
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.language_model.embed_tokens
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.language_model.embed_tokens = value
+
+    # ------------------------------------------------------------------ vision
+    def encode_video(self, pixel_values: torch.Tensor, num_frames: list[int]) -> list[torch.Tensor]:
+        """Pixels of all videos, concatenated [N, 3, H, W] -> per video [frames * tokens_per_frame, D].
+
+        Clips of `local_num_frames` frames are encoded and merged independently, so all videos of a batch go
+        through the tower together. Pre-LLM pooling (a baseline) is applied here.
+        """
+        clip = self.config.local_num_frames
+        if sum(num_frames) != pixel_values.shape[0]:
+            raise XCompError(f"num_frames sums to {sum(num_frames)} but {pixel_values.shape[0]} frames were given")
+        if any(n % clip for n in num_frames):
+            raise XCompError(f"frames per video must be a multiple of local_num_frames={clip}, got {num_frames}")
+        features = self.vision_tower(pixel_values)
+        tokens = self.mm_projector(features).flatten(0, 1)
+        per_video = list(tokens.split([n * self.config.tokens_per_frame for n in num_frames]))
+        if self.config.compression == "pre_pool":
+            per_video = [
+                pool_frame_tokens(t, self.config.tokens_per_frame, self.config.pool_tokens_per_frame)
+                for t in per_video
+            ]
+        return per_video
+
+    @property
+    def visual_tokens_per_frame(self) -> int:
+        """Tokens per frame entering the LLM."""
+        if self.config.compression == "pre_pool":
+            return self.config.pool_tokens_per_frame
+        return self.config.tokens_per_frame
+
+    # ------------------------------------------------------------------ inputs
+    def embed_inputs(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        visual: list[torch.Tensor] | None,
+        labels: torch.Tensor | None = None,
+    ) -> tuple[_Tokens, torch.Tensor | None]:
+        """Splice each video's visual tokens into its prompt at the video placeholder; left-pad the batch."""
+        embed = self.language_model.embed_tokens
+        video_id = self.config.video_token_id
+        ids = torch.where(input_ids == LEGACY_IMAGE_TOKEN_INDEX, video_id, input_ids)
+        if attention_mask is None:
+            attention_mask = torch.ones_like(ids)
+        T = self.visual_tokens_per_frame
+        rows, slots, label_rows = [], [], []
+        for b in range(ids.shape[0]):
+            keep = attention_mask[b].bool()
+            row_ids = ids[b][keep]
+            where = (row_ids == video_id).nonzero().squeeze(1)
+            vis = visual[b] if visual is not None else None
+            n_vis = 0 if vis is None else vis.shape[0]
+            if len(where) > 1:
+                raise XCompError(f"sample {b} has {len(where)} video placeholders; expected at most one")
+            if n_vis and len(where) == 0:
+                raise XCompError(f"sample {b} has a video but no video placeholder token in its prompt")
+            text = embed(row_ids.masked_fill(row_ids == video_id, 0))
+            row_labels = labels[b][keep] if labels is not None else None
+            if len(where) == 0:
+                rows.append(text)
+                slots.append(torch.full((len(row_ids),), -1, dtype=torch.long, device=ids.device))
+                label_rows.append(row_labels)
+                continue
+            p = int(where[0])
+            parts = [text[:p]]
+            slot_parts = [torch.full((p,), -1, dtype=torch.long, device=ids.device)]
+            if n_vis:
+                parts.append(vis.to(text.dtype))
+                slot_parts.append(torch.arange(n_vis, device=ids.device) % T)
+            if self.image_newline is not None:
+                parts.append(self.image_newline[None].to(text.dtype))
+                slot_parts.append(torch.full((1,), -1, dtype=torch.long, device=ids.device))
+            parts.append(text[p + 1 :])
+            slot_parts.append(torch.full((len(row_ids) - p - 1,), -1, dtype=torch.long, device=ids.device))
+            rows.append(torch.cat(parts))
+            slots.append(torch.cat(slot_parts))
+            if row_labels is not None:
+                n_new = rows[-1].shape[0] - len(row_ids)
+                fill = torch.full((n_new + 1,), IGNORE_INDEX, dtype=row_labels.dtype, device=ids.device)
+                label_rows.append(torch.cat([row_labels[:p], fill, row_labels[p + 1 :]]))
+        return self._left_pad(rows, slots, label_rows if labels is not None else None)
+
+    @staticmethod
+    def _left_pad(
+        rows: list[torch.Tensor], slots: list[torch.Tensor], labels: list[torch.Tensor] | None
+    ) -> tuple[_Tokens, torch.Tensor | None]:
+        B, S, D = len(rows), max(r.shape[0] for r in rows), rows[0].shape[-1]
+        ref = rows[0]
+        hidden = ref.new_zeros(B, S, D)
+        valid = torch.zeros(B, S, dtype=torch.bool, device=ref.device)
+        slot = torch.full((B, S), -1, dtype=torch.long, device=ref.device)
+        out_labels = torch.full((B, S), IGNORE_INDEX, dtype=torch.long, device=ref.device) if labels else None
+        for b, (r, s) in enumerate(zip(rows, slots)):
+            n = r.shape[0]
+            hidden[b, S - n :] = r
+            valid[b, S - n :] = True
+            slot[b, S - n :] = s
+            if out_labels is not None:
+                out_labels[b, S - n :] = labels[b]
+        index = torch.arange(S, device=ref.device).expand(B, S)
+        tokens = _Tokens(hidden, renumbered_positions(valid), valid, slot, index)
+        return tokens, out_labels
+
+    # ------------------------------------------------------------------ decoder
+    def run_prefill(
+        self, tokens: _Tokens, cache: XCompCache | None, output_hidden_states: bool = False
+    ) -> tuple[_Tokens, torch.Tensor, list[torch.Tensor] | None]:
+        """Run all decoder layers over the full prompt, dropping visual tokens per the schedule."""
+        cfg = self.config
+        lm = self.language_model
+        schedule = cfg.compression_schedule()
+        slot_masks = static_slot_masks(cfg.compression, schedule)
+        if slot_masks is not None:
+            slot_masks = [m.to(tokens.slot.device) for m in slot_masks]
+        renumber = cfg.position_ids_after_drop == "renumbered"
+        drop_after = set(i - 1 for i in schedule.drop_layers())
+        if cfg.compression == "attn_prune" and -1 in drop_after:
+            raise ConfigError("attn_prune needs a dense first layer to score tokens (schedule[0] must be full)")
+        per_frame = schedule.tokens_per_frame
+        counts = []
+        hidden_states = [] if output_hidden_states else None
+        scores = None
+        pos_emb = lm.rotary_emb(tokens.hidden, tokens.position)
+        for i, layer in enumerate(lm.layers):
+            k = schedule.kept[i]
+            if k < per_frame:
+                keep = self._keep_mask(tokens, i, k, per_frame, slot_masks, scores)
+                tokens = tokens.select(keep)
+                if renumber:
+                    tokens = replace(tokens, position=renumbered_positions(tokens.valid))
+                pos_emb = lm.rotary_emb(tokens.hidden, tokens.position)
+                per_frame = k
+            counts.append(tokens.valid.sum(dim=1))
+            if hidden_states is not None:
+                hidden_states.append(tokens.hidden)
+            layer_input = tokens.hidden
+            out = layer(
+                layer_input,
+                attention_mask=prefill_mask(tokens.valid, layer_input.dtype),
+                position_embeddings=pos_emb,
+                cache=cache,
+                use_cache=cache is not None,
+            )
+            if cache is not None:
+                cache.set_key_valid(i, tokens.valid)
+            if cfg.compression == "attn_prune" and i in drop_after:
+                scores = self._last_token_attention(layer, layer_input, pos_emb, tokens.valid)
+            tokens = replace(tokens, hidden=out)
+        counts.append(counts[-1])
+        tokens = replace(tokens, hidden=lm.norm(tokens.hidden))
+        if hidden_states is not None:
+            hidden_states.append(tokens.hidden)
+        return tokens, torch.stack(counts), hidden_states
+
+    @staticmethod
+    def _keep_mask(
+        tokens: _Tokens,
+        layer_idx: int,
+        k: int,
+        per_frame: int,
+        slot_masks: list[torch.Tensor] | None,
+        scores: torch.Tensor | None,
+    ) -> torch.Tensor:
+        visual = tokens.slot >= 0
+        if slot_masks is not None:
+            keep_visual = slot_masks[layer_idx][tokens.slot.clamp_min(0)]
+        else:
+            keep_visual = top_slots_by_score(scores, visual & tokens.valid, per_frame, k)
+        return tokens.valid & (~visual | keep_visual)
+
+    @staticmethod
+    def _last_token_attention(layer, hidden, pos_emb, valid) -> torch.Tensor:
+        """Head-averaged attention of the last prompt token to every token ([B, S]); left padding puts it last."""
+        last = torch.full((hidden.shape[0], 1), hidden.shape[1] - 1, dtype=torch.long, device=hidden.device)
+        probs = query_attention(layer, hidden, pos_emb, last, key_mask=valid)
+        return probs.mean(dim=1)[:, 0]
+
+    def run_decode(self, input_ids: torch.Tensor, cache: XCompCache) -> torch.Tensor:
+        """Run new text tokens [B, Q] against a filled cache; each layer attends to its own surviving keys."""
+        lm = self.language_model
+        hidden = lm.embed_tokens(input_ids)
+        B, Q = input_ids.shape
+        step = torch.arange(Q, device=hidden.device)
+        renumber = self.config.position_ids_after_drop == "renumbered"
+        new_valid = torch.ones(B, Q, dtype=torch.bool, device=hidden.device)
+        causal = torch.ones(Q, Q, dtype=torch.bool, device=hidden.device).tril()
+        pos_emb = None
+        if not renumber:
+            pos_emb = lm.rotary_emb(hidden, cache.next_position[:, None] + step)
+        for i, layer in enumerate(lm.layers):
+            key_valid = cache.key_valid[i]
+            if renumber:
+                pos_emb = lm.rotary_emb(hidden, key_valid.sum(dim=1, keepdim=True) + step)
+            mask = None
+            if Q > 1 or not bool(key_valid.all()):
+                allowed = torch.cat([key_valid[:, None, :].expand(B, Q, -1), causal[None].expand(B, Q, Q)], dim=2)
+                mask = additive_mask(allowed, hidden.dtype)
+            hidden = layer(hidden, attention_mask=mask, position_embeddings=pos_emb, cache=cache, use_cache=True)
+            cache.set_key_valid(i, new_valid)
+        cache.next_position = cache.next_position + Q
+        return lm.norm(hidden)
+
+
+class XCompForCausalLM(XCompPreTrainedModel, GenerationMixin):
+    """The video-LLM with an LM head; `generate` works with a per-layer compressed KV cache."""
+
+    _tied_weights_keys = {"lm_head.weight": "model.language_model.embed_tokens.weight"}
+
+    def __init__(self, config: XCompConfig):
+        super().__init__(config)
+        self.model = XCompModel(config)
+        self.lm_head = nn.Linear(config.text_config.hidden_size, config.text_config.vocab_size, bias=False)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.model.get_input_embeddings()
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.model.set_input_embeddings(value)
+
+    def get_output_embeddings(self) -> nn.Linear:
+        return self.lm_head
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor,
+        attention_mask: torch.Tensor | None = None,
+        pixel_values: torch.Tensor | None = None,
+        num_frames: list[int] | torch.Tensor | None = None,
+        visual_embeds: list[torch.Tensor] | None = None,
+        labels: torch.LongTensor | None = None,
+        cache: XCompCache | None = None,
+        use_cache: bool | None = None,
+        logits_to_keep: int = 0,
+        output_hidden_states: bool = False,
+        **kwargs,
+    ) -> XCompCausalLMOutput:
+        """Prefill (prompt with video) or decode (new text tokens against a filled cache).
+
+        Args:
+            input_ids: [B, S] prompt ids, each with one `video_token_id` placeholder where its video goes.
+            attention_mask: [B, S] 1 for real tokens, 0 for padding.
+            pixel_values: [N, 3, H, W] frames of all videos, concatenated; with `num_frames` (per video).
+            visual_embeds: alternatively, per video [frames * tokens_per_frame, D] projector outputs (skips the
+                vision tower; used by QC-Comp to answer from a subset of already-encoded frames).
+            labels: [B, S] target ids aligned with `input_ids` (-100 = no loss); visual tokens get no loss.
+            cache: an `XCompCache`; empty (or any empty cache) for prefill, filled for decoding.
+            logits_to_keep: if > 0, only compute logits for the last that many positions.
+        """
+        use_cache = bool(use_cache) or (cache is not None)
+        if isinstance(cache, XCompCache) and cache.is_prefilled:
+            hidden = self.model.run_decode(input_ids, cache)
+            logits = self.lm_head(hidden[:, -logits_to_keep:] if logits_to_keep else hidden)
+            return XCompCausalLMOutput(logits=logits, cache=cache)
+        if cache is not None and not isinstance(cache, XCompCache) and cache.get_seq_length() > 0:
+            raise XCompError("XComp needs an XCompCache; got a filled cache of another type")
+        if use_cache:
+            cache = XCompCache(config=self.config.text_config)
+        if visual_embeds is None and pixel_values is not None:
+            if num_frames is None:
+                num_frames = [pixel_values.shape[0]]
+            visual_embeds = self.model.encode_video(pixel_values, [int(n) for n in num_frames])
+        tokens, labels_expanded = self.model.embed_inputs(input_ids, attention_mask, visual_embeds, labels)
+        if cache is not None:
+            cache.next_position = tokens.valid.sum(dim=1)
+        tokens, counts, hidden_states = self.model.run_prefill(tokens, cache, output_hidden_states)
+        hidden = tokens.hidden[:, -logits_to_keep:] if logits_to_keep else tokens.hidden
+        logits = self.lm_head(hidden)
+        loss = None
+        if labels is not None:
+            target = labels_expanded.gather(1, tokens.index)
+            target = target.masked_fill(~tokens.valid, IGNORE_INDEX)
+            loss = F.cross_entropy(
+                logits[:, :-1].flatten(0, 1).float(), target[:, 1:].flatten(), ignore_index=IGNORE_INDEX
+            )
+        return XCompCausalLMOutput(
+            loss=loss,
+            logits=logits,
+            cache=cache,
+            hidden_states=tuple(hidden_states) if hidden_states is not None else None,
+            tokens_per_layer=counts,
+            kept_index=tokens.index,
+        )
+
+    def prepare_inputs_for_generation(
+        self,
+        input_ids: torch.LongTensor,
+        cache: XCompCache | None = None,
+        attention_mask: torch.Tensor | None = None,
+        pixel_values: torch.Tensor | None = None,
+        num_frames: list[int] | None = None,
+        visual_embeds: list[torch.Tensor] | None = None,
+        use_cache: bool | None = True,
+        logits_to_keep: int | None = None,
+        **kwargs,
+    ) -> dict:
+        """The video goes in once (prefill); afterwards only the newest token is fed against the cache."""
+        if isinstance(cache, XCompCache) and cache.is_prefilled:
+            return {"input_ids": input_ids[:, -1:], "cache": cache, "use_cache": True, "logits_to_keep": 1}
+        return {
+            "input_ids": input_ids,
+            "attention_mask": attention_mask,
+            "pixel_values": pixel_values,
+            "num_frames": num_frames,
+            "visual_embeds": visual_embeds,
+            "cache": cache if use_cache else None,
+            "use_cache": use_cache,
+            "logits_to_keep": 1,
+        }
