@@ -75,7 +75,7 @@ def features(tower, inputs):
 
 
 def test_pos_embed_matches_fixture(tower, outputs):
-    assert max_diff(tower.encoder.pos_embed, outputs["vision_pos_embed"]) <= 1e-6
+    assert max_diff(tower.encoder.pos_embed.table, outputs["vision_pos_embed"]) <= 1e-6
 
 
 def test_pos_embed_not_in_state_dict(tower):
@@ -188,7 +188,7 @@ def test_real_size_builds_on_meta_with_published_shapes():
         assert ours == strip(published, prefix)
         assert all(p.is_meta for p in module.parameters())
     assert len(tower.encoder.blocks) == 23
-    assert not tower.encoder.pos_embed.is_meta and tower.encoder.pos_embed.shape == (1, 4 * 784, 1024)
+    assert not tower.encoder.pos_embed.table.is_meta and tower.encoder.pos_embed.table.shape == (1, 4 * 784, 1024)
 
     tower_params = sum(p.numel() for p in tower.parameters())
     projector_params = sum(p.numel() for p in projector.parameters())

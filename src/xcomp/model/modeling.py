@@ -27,7 +27,7 @@ from xcomp.errors import ConfigError, XCompError
 from xcomp.model.cache import XCompCache
 from xcomp.model.configuration import XCompConfig
 from xcomp.vision.tome import ToMeProjector
-from xcomp.vision.umt import UMTVisionTower, config_pos_embed
+from xcomp.vision.umt import FixedPositionEmbedding, UMTVisionTower
 
 IGNORE_INDEX = -100
 LEGACY_IMAGE_TOKEN_INDEX = -200
@@ -99,7 +99,7 @@ def prefill_mask(valid: torch.Tensor, dtype: torch.dtype) -> torch.Tensor | None
 
 
 class XCompPreTrainedModel(PreTrainedModel):
-    config: XCompConfig
+    config_class = XCompConfig
     base_model_prefix = "model"
     supports_gradient_checkpointing = True
     _no_split_modules = ["Qwen2DecoderLayer", "UMTBlock"]
@@ -109,8 +109,8 @@ class XCompPreTrainedModel(PreTrainedModel):
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
         super()._init_weights(module)
-        if isinstance(module, UMTVisionTower):
-            init.copy_(module.encoder.pos_embed, config_pos_embed(module.config))
+        if isinstance(module, FixedPositionEmbedding):
+            init.copy_(module.table, module.compute_table())
         if isinstance(module, XCompModel) and module.image_newline is not None:
             init.normal_(module.image_newline, std=self.config.text_config.initializer_range)
         for name, param in module.named_parameters(recurse=False):

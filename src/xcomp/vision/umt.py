@@ -39,15 +39,27 @@ def sincos_pos_embed(
     return table.unsqueeze(0)
 
 
-def config_pos_embed(config: UMTVisionConfig) -> torch.Tensor:
-    """The fixed position embedding of a tower with this config."""
-    return sincos_pos_embed(
-        config.hidden_size,
-        config.num_frames // config.tubelet_size,
-        config.grid_size,
-        config.pos_embed_base_frames,
-        config.pos_embed_base_grid,
-    )
+class FixedPositionEmbedding(nn.Module):
+    """Holds the sin-cos table as a non-persistent buffer.
+
+    A module of its own (with no parameters) so that Hugging Face loading, which builds the model on the meta
+    device and re-initialises only modules not fully covered by the checkpoint, recomputes the table via
+    `reset_table` instead of leaving it uninitialised.
+    """
+
+    def __init__(self, config: UMTVisionConfig):
+        super().__init__()
+        self.config = config
+        self.register_buffer("table", self.compute_table(), persistent=False)
+
+    def compute_table(self) -> torch.Tensor:
+        c = self.config
+        return sincos_pos_embed(
+            c.hidden_size, c.num_frames // c.tubelet_size, c.grid_size, c.pos_embed_base_frames, c.pos_embed_base_grid
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.table.to(x.dtype)
 
 
 class PatchEmbed(nn.Module):
@@ -111,14 +123,14 @@ class UMTEncoder(nn.Module):
     def __init__(self, config: UMTVisionConfig):
         super().__init__()
         self.patch_embed = PatchEmbed(config)
-        self.register_buffer("pos_embed", config_pos_embed(config), persistent=False)
+        self.pos_embed = FixedPositionEmbedding(config)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.num_blocks))
         self.vision_layernorm = nn.LayerNorm(config.hidden_size, eps=config.vision_layernorm_eps)
 
     def forward(self, clips: torch.Tensor, use_checkpoint: bool = False) -> torch.Tensor:
         """[B, C, T, H, W] -> [B, T*h*w, hidden] after the last kept block and `vision_layernorm`."""
         x = self.patch_embed(clips)
-        x = x + self.pos_embed.to(x.dtype)
+        x = self.pos_embed(x)
         for block in self.blocks:
             x = checkpoint(block, x, use_reentrant=False) if use_checkpoint else block(x)
         return self.vision_layernorm(x)
@@ -163,4 +175,4 @@ class UMTVisionTower(nn.Module):
         return features.reshape(t, cfg.patches_per_frame, cfg.hidden_size)
 
 
-__all__ = ["UMTVisionTower", "config_pos_embed", "sincos_pos_embed"]
+__all__ = ["FixedPositionEmbedding", "UMTVisionTower", "sincos_pos_embed"]
