@@ -94,10 +94,10 @@ class XCompConfig(PreTrainedConfig):
             raise ConfigError(f"schedule has {len(self.schedule)} entries but the LLM has {L} layers")
         return CompressionSchedule.from_list(self.schedule, T)
 
-    def with_compression(self, compression: CompressionMethod, **fields) -> XCompConfig:
-        """A copy of this config with another compression setting (weights are unaffected)."""
+    def with_compression(self, **fields) -> XCompConfig:
+        """A copy with other compression fields (`compression`, `schedule`, …); weights are unaffected."""
         data = self.to_dict()
-        data.update(compression=compression, **fields)
+        data.update(fields)
         return XCompConfig.from_dict(data)
 
     @classmethod

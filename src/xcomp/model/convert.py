@@ -173,15 +173,15 @@ def read_safetensors(folder: Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def load_published(folder: str | Path, **config_overrides):
+def load_published(folder: str | Path, **compression):
     """Build `XCompForCausalLM` from a published VideoChat-Flash / XComp folder (strict key check)."""
     from xcomp.model.modeling import XCompForCausalLM
 
     folder = Path(folder)
     data = json.loads((folder / "config.json").read_text())
     config = config_from_published(data)
-    if config_overrides:
-        config = config.with_compression(**config_overrides)
+    if compression:
+        config = config.with_compression(**compression)
     state = {map_key(k): v for k, v in read_safetensors(folder).items()}
     if config.tie_word_embeddings:
         state.pop("lm_head.weight", None)
@@ -206,3 +206,36 @@ def save_published(model, folder: str | Path) -> None:
         state[map_key(key, to_ours=False)] = value.detach().contiguous()
     save_file(state, str(folder / "model.safetensors"), metadata={"format": "pt"})
     (folder / "config.json").write_text(json.dumps(config_to_published(model.config), indent=2))
+
+
+def load_config(path: str | Path) -> XCompConfig:
+    """An `XCompConfig` from our config.json, a published config.json, or a folder holding either."""
+    path = Path(path)
+    file = path / "config.json" if path.is_dir() else path
+    if not file.is_file():
+        raise ConfigError(f"no config found at {path}")
+    try:
+        data = json.loads(file.read_text())
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{file} is not valid JSON ({exc.msg} at line {exc.lineno})") from exc
+    if data.get("model_type") == XCompConfig.model_type:
+        return XCompConfig.from_dict(data)
+    return config_from_published(data)
+
+
+def load_model(path: str | Path, **compression):
+    """`XCompForCausalLM` from our `save_pretrained` folder or from a published VideoChat-Flash/XComp folder.
+
+    `compression` overrides the stored compression setting (e.g. ``compression="lp_comp"``).
+    """
+    from xcomp.model.modeling import XCompForCausalLM
+
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise ConfigError(f"{path} is not a model folder (no config.json)")
+    if is_published_layout(path):
+        return load_published(path, **compression)
+    config = load_config(path)
+    if compression:
+        config = config.with_compression(**compression)
+    return XCompForCausalLM.from_pretrained(str(path), config=config).eval()

@@ -1,0 +1,112 @@
+"""The `xcomp` command line: ask, synth, info, convert."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from xcomp.errors import XCompError
+
+
+def _human(n: float, unit: str = "") -> str:
+    for suffix in ("", "K", "M", "G", "T", "P"):
+        if abs(n) < 1000:
+            return f"{n:.3g}{suffix}{unit}"
+        n /= 1000
+    return f"{n:.3g}E{unit}"
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:.3f} GiB"
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    """Model shape, parameter counts, and per-method token/FLOP/KV accounting for N frames."""
+    from xcomp.accounting import parameter_counts, run_cost
+    from xcomp.model.convert import load_config
+
+    config = load_config(args.config)
+    t, v = config.text_config, config.vision_config
+    print(f"config: {args.config}")
+    print(
+        f"LLM: {t.num_hidden_layers} layers, width {t.hidden_size}, heads {t.num_attention_heads}/"
+        f"{t.num_key_value_heads} (q/kv), FFN {t.intermediate_size}, vocab {t.vocab_size}"
+    )
+    print(
+        f"vision: UMT width {v.hidden_size}, {v.num_blocks} blocks run, {v.image_size}px, "
+        f"{v.patches_per_frame} patches/frame, clips of {v.num_frames} frames -> {config.tokens_per_frame} tokens/frame"
+    )
+    counts = parameter_counts(config)
+    print("parameters: " + ", ".join(f"{k} {v / 1e6:,.1f}M" for k, v in counts.items()))
+    methods = args.methods or ["dense", "lp_comp"]
+    costs = {}
+    for method in methods:
+        fields = {"compression": method}
+        if method == "pre_pool":
+            fields["pool_tokens_per_frame"] = args.pool_tokens
+        costs[method] = run_cost(config.with_compression(**fields), args.frames, args.text_tokens, args.dtype_bytes)
+    dense = run_cost(config.with_compression(compression="dense"), args.frames, args.text_tokens, args.dtype_bytes)
+    print(f"\n{args.frames} frames, {args.text_tokens} text tokens, KV at {args.dtype_bytes} bytes/value")
+    print("tokens entering each decoder layer:")
+    for method, cost in costs.items():
+        print(f"  {method:>12}: {' '.join(str(n) for n in cost.tokens_per_layer)}")
+    print(f"\n{'method':>12} {'prefill FLOPs':>14} {'decode FLOPs/tok':>17} {'KV cache':>12} "
+          f"{'vision FLOPs':>13} {'tok-layers':>10} {'prefill':>8} {'KV':>8}")
+    for method, cost in costs.items():
+        r = cost.ratio_to(dense)
+        print(
+            f"{method:>12} {_human(cost.llm_prefill_flops):>14} {_human(cost.decode_flops_per_token):>17} "
+            f"{_gib(cost.kv_cache_bytes):>12} {_human(cost.vision_flops):>13} {r['token_layers']:>10.3f} "
+            f"{r['prefill_flops']:>8.3f} {r['kv_cache_bytes']:>8.3f}"
+        )
+    print("(ratios are relative to dense with the same frames)")
+    return 0
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    """Convert a published VideoChat-Flash / XComp folder into an xcomp `save_pretrained` folder."""
+    from xcomp.model.convert import load_published
+
+    fields = {"compression": args.compression} if args.compression else {}
+    model = load_published(args.src, **fields)
+    model.save_pretrained(args.dst)
+    print(f"wrote {args.dst} (compression: {model.config.compression})")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="xcomp", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    info = sub.add_parser("info", help="model shape and token/FLOP/KV accounting (no weights allocated)")
+    info.add_argument("--config", required=True, help="config.json (ours or published) or a model folder")
+    info.add_argument("--frames", type=int, default=1024, help="number of frames (default 1024)")
+    info.add_argument("--text-tokens", type=int, default=64, help="prompt text tokens (default 64)")
+    info.add_argument("--methods", nargs="+", choices=["dense", "lp_comp", "uniform_drop", "pre_pool", "attn_prune"])
+    info.add_argument("--pool-tokens", type=int, default=1, help="tokens/frame for pre_pool (default 1)")
+    info.add_argument("--dtype-bytes", type=int, default=2, help="bytes per KV value (2 = bf16)")
+    info.set_defaults(func=cmd_info)
+
+    conv = sub.add_parser("convert", help="published VideoChat-Flash/XComp checkpoint -> xcomp folder")
+    conv.add_argument("src", help="published checkpoint folder (config.json + safetensors)")
+    conv.add_argument("dst", help="output folder")
+    conv.add_argument("--compression", choices=["dense", "lp_comp", "uniform_drop", "pre_pool", "attn_prune"])
+    conv.set_defaults(func=cmd_convert)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except XCompError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

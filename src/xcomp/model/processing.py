@@ -1,0 +1,110 @@
+"""Prompts and tokenization: the Qwen chat format with one video placeholder, as VideoChat-Flash builds it."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import AutoTokenizer, PreTrainedTokenizerBase
+
+from xcomp.errors import XCompError
+from xcomp.vision.processor import preprocess_frames
+
+VIDEO_PLACEHOLDER = "<|video_pad|>"
+DEFAULT_SYSTEM = "You are a helpful assistant."
+OPTION_LETTERS = "ABCDEFGHIJ"
+MC_INSTRUCTION = "Answer with the option's letter from the given choices directly."
+
+
+@dataclass
+class PromptConfig:
+    """How a question is turned into a prompt."""
+
+    system: str = DEFAULT_SYSTEM
+    """System message of the chat template."""
+    time_message: bool = True
+    """Prefix the question with the published 'The video lasts for X seconds, and N frames…' sentence."""
+
+
+def format_options(options: Sequence[str]) -> str:
+    """'(A) red\\n(B) blue…' — the multiple-choice layout used for training and evaluation."""
+    if not 2 <= len(options) <= len(OPTION_LETTERS):
+        raise XCompError(f"need between 2 and {len(OPTION_LETTERS)} options, got {len(options)}")
+    return "\n".join(f"({OPTION_LETTERS[i]}) {opt}" for i, opt in enumerate(options))
+
+
+def build_prompt(
+    question: str,
+    options: Sequence[str] | None = None,
+    duration: float | None = None,
+    num_frames: int | None = None,
+    config: PromptConfig | None = None,
+) -> str:
+    """The full chat prompt, ending with the assistant header so that generation writes the answer."""
+    config = config or PromptConfig()
+    text = question.strip()
+    if options:
+        text = f"{text}\n{format_options(options)}\n{MC_INSTRUCTION}"
+    if config.time_message and duration is not None and num_frames is not None:
+        text = (
+            f"The video lasts for {duration:.2f} seconds, and {num_frames} frames are uniformly sampled from it. "
+            + text
+        )
+    return (
+        f"<|im_start|>system\n{config.system}<|im_end|>\n"
+        f"<|im_start|>user\n{VIDEO_PLACEHOLDER}\n{text}<|im_end|>\n"
+        "<|im_start|>assistant\n"
+    )
+
+
+def parse_choice(answer: str, num_options: int) -> str | None:
+    """The option letter a generated answer picks ('B', '(B) blue', 'The answer is B.'), or None."""
+    letters = OPTION_LETTERS[:num_options]
+    text = answer.strip()
+    match = re.match(rf"^\(?([{letters}])(?:\)|\.|:|\s|$)", text)
+    if match:
+        return match.group(1)
+    match = re.search(rf"\b(?:answer|option)\s*(?:is)?\s*:?\s*\(?([{letters}])\b", text, re.IGNORECASE)
+    return match.group(1) if match else None
+
+
+class XCompProcessor:
+    """Tokenizer + frame preprocessing + prompt building for `XCompForCausalLM`."""
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, image_size: int = 448):
+        self.tokenizer = tokenizer
+        self.image_size = image_size
+        self.video_token_id = tokenizer.convert_tokens_to_ids(VIDEO_PLACEHOLDER)
+        if self.video_token_id is None or self.video_token_id == tokenizer.unk_token_id:
+            raise XCompError(f"tokenizer has no {VIDEO_PLACEHOLDER} token")
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, image_size: int = 448) -> XCompProcessor:
+        """Load the tokenizer files (vocab.json + merges.txt or tokenizer.json) from a local folder."""
+        return cls(AutoTokenizer.from_pretrained(str(path)), image_size=image_size)
+
+    def save_pretrained(self, path: str | Path) -> None:
+        self.tokenizer.save_pretrained(str(path))
+
+    def tokenize(self, prompts: Sequence[str]) -> dict[str, torch.Tensor]:
+        """Left-padded `input_ids` and `attention_mask` (left padding keeps every prompt's end aligned)."""
+        encoded = [self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+        width = max(len(e) for e in encoded)
+        pad = self.tokenizer.pad_token_id or 0
+        ids = torch.full((len(encoded), width), pad, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for b, e in enumerate(encoded):
+            ids[b, width - len(e) :] = torch.tensor(e)
+            mask[b, width - len(e) :] = 1
+        return {"input_ids": ids, "attention_mask": mask}
+
+    def preprocess(self, frames: np.ndarray) -> torch.Tensor:
+        """uint8 [T, H, W, 3] -> normalised [T, 3, size, size]."""
+        return preprocess_frames(frames, size=self.image_size)
+
+    def decode(self, ids: torch.Tensor | Sequence[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True).strip()
