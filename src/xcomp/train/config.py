@@ -1,0 +1,136 @@
+"""Typed training configuration, loadable from TOML or YAML (keys mirror the dataclass fields)."""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from xcomp.errors import ConfigError
+
+
+@dataclass
+class DataConfig:
+    """Where training samples come from."""
+
+    source: Literal["synth", "jsonl"] = "synth"
+    """'synth': generate synthetic QA on the fly (deterministic per index); 'jsonl': read an `xcomp synth` JSONL."""
+    jsonl: str | None = None
+    """Path of the JSONL file (source='jsonl'); video paths inside are relative to it."""
+    families: list[str] = field(default_factory=lambda: ["needle", "order", "count", "locate"])
+    """Synthetic task families to mix (source='synth')."""
+    num_samples: int = 2000
+    """Size of the synthetic training set (source='synth')."""
+    fraction: float = 1.0
+    """Use only this leading fraction of the samples (SCT trains on a small slice of the base data)."""
+    num_frames: int = 32
+    """Frames per video (a multiple of the model's clip length)."""
+    image_size: int = 64
+    """Frame side after resizing (must equal the vision tower's image_size)."""
+    seed: int = 0
+    """Seed of the synthetic generator (sample i uses seed + i)."""
+
+
+@dataclass
+class TrainConfig:
+    """A supervised fine-tuning run: which model, which parts train, optimiser, checkpoints."""
+
+    output_dir: str
+    """Run folder: checkpoints/, log.csv, final/ (a save_pretrained model)."""
+    init: str = "tiny"
+    """A model folder (ours or published layout), or 'tiny' for a fresh random tiny model."""
+    tokenizer: str | None = None
+    """Tokenizer folder; defaults to `init` when that is a folder."""
+    compression: str | None = None
+    """Override the model's compression while training (SCT: 'lp_comp' on a dense base)."""
+    schedule: list[int] | None = None
+    """Override the compression schedule (tokens per frame entering each layer)."""
+    tiny_layers: int = 4
+    """LLM layers of a fresh tiny model (init='tiny')."""
+    data: DataConfig = field(default_factory=DataConfig)
+    """Training data."""
+    steps: int = 200
+    """Optimiser steps (each consumes batch_size * grad_accum samples per process)."""
+    batch_size: int = 4
+    """Samples per micro-batch per process."""
+    grad_accum: int = 1
+    """Micro-batches accumulated per optimiser step."""
+    lr: float = 1e-4
+    """Peak learning rate (AdamW)."""
+    warmup_ratio: float = 0.03
+    """Fraction of steps of linear warm-up before the cosine decay."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    max_grad_norm: float = 1.0
+    """Gradient clipping norm (0 disables)."""
+    precision: Literal["fp32", "bf16"] = "fp32"
+    """Autocast precision of forward/backward."""
+    gradient_checkpointing: bool = False
+    """Recompute decoder-layer activations in the backward pass to save memory."""
+    train_vision: bool = False
+    """Train the vision encoder (frozen in SCT)."""
+    train_projector: bool = True
+    """Train the ToMe projector's MLP."""
+    train_llm: bool = True
+    """Train the LLM (embeddings, decoder layers, norm)."""
+    save_every: int = 50
+    """Write a resumable checkpoint every this many steps (and at the end)."""
+    keep_checkpoints: int = 2
+    """Resumable checkpoints to keep (oldest are deleted)."""
+    log_every: int = 10
+    """Log loss and learning rate every this many steps."""
+    seed: int = 0
+    """Seed of model init, data order and dropout."""
+
+    @classmethod
+    def from_file(cls, path: str | Path, **overrides: Any) -> TrainConfig:
+        """Read a .toml, .yaml or .yml file; unknown keys are an error (typos must not pass silently)."""
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"training config not found: {path}")
+        text = path.read_text()
+        try:
+            if path.suffix == ".toml":
+                raw = tomllib.loads(text)
+            elif path.suffix in (".yaml", ".yml"):
+                import yaml
+
+                raw = yaml.safe_load(text) or {}
+            else:
+                raise ConfigError(f"{path}: training config must be .toml, .yaml or .yml")
+        except (tomllib.TOMLDecodeError, ValueError) as exc:
+            raise ConfigError(f"{path}: cannot parse ({exc})") from exc
+        raw.update({k: v for k, v in overrides.items() if v is not None})
+        return cls.from_dict(raw, where=str(path))
+
+    @classmethod
+    def from_dict(cls, raw: dict, where: str = "config") -> TrainConfig:
+        raw = dict(raw)
+        data = raw.pop("data", {}) or {}
+        _check_keys(DataConfig, data, f"{where} [data]")
+        _check_keys(cls, raw, where)
+        if "output_dir" not in raw:
+            raise ConfigError(f"{where}: 'output_dir' is required")
+        config = cls(data=DataConfig(**data), **raw)
+        config.validate()
+        return config
+
+    def validate(self) -> None:
+        if self.steps < 1 or self.batch_size < 1 or self.grad_accum < 1:
+            raise ConfigError("steps, batch_size and grad_accum must be >= 1")
+        if not 0 < self.data.fraction <= 1:
+            raise ConfigError("data.fraction must be in (0, 1]")
+        if not (self.train_vision or self.train_projector or self.train_llm):
+            raise ConfigError("nothing to train: enable train_vision, train_projector or train_llm")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _check_keys(cls, raw: dict, where: str) -> None:
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown keys {unknown}; known: {sorted(known)}")

@@ -1,0 +1,55 @@
+"""A small training job run by the trainer tests, in-process or as a subprocess that can be killed.
+
+Usage: python -m tests.train_job OUTPUT_DIR STEPS [BATCH_SIZE]   (also under torchrun / accelerate launch)
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import torch
+
+from tests.conftest import TOKENIZER_DIR
+from xcomp import XCompConfig, XCompForCausalLM
+from xcomp.model.processing import XCompProcessor
+from xcomp.train.config import TrainConfig
+from xcomp.train.data import QASample
+from xcomp.train.trainer import Trainer
+
+LETTERS = "ABCD"
+
+
+class ColourDataset(torch.utils.data.Dataset):
+    """Videos whose frames are one flat colour; the answer is that colour's option letter."""
+
+    colours = {"red": (255, 0, 0), "green": (0, 255, 0), "blue": (0, 0, 255), "yellow": (255, 255, 0)}
+
+    def __init__(self, n: int, num_frames: int = 4, seed: int = 0):
+        rng = np.random.default_rng(seed)
+        self.labels = rng.integers(0, 4, n)
+        self.num_frames = num_frames
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> QASample:
+        names = list(self.colours)
+        frames = np.zeros((self.num_frames, 64, 64, 3), dtype=np.uint8)
+        frames[:] = self.colours[names[self.labels[i]]]
+        return QASample(frames, "What colour is the video?", LETTERS[self.labels[i]], names)
+
+
+def make_trainer(output_dir: str, steps: int, batch_size: int = 2, **fields) -> Trainer:
+    torch.manual_seed(0)
+    config = TrainConfig.from_dict(
+        dict(output_dir=output_dir, steps=steps, batch_size=batch_size, save_every=2, log_every=1, lr=3e-3, **fields)
+    )
+    model = XCompForCausalLM(XCompConfig.tiny(num_layers=2, compression="lp_comp"))
+    processor = XCompProcessor.from_pretrained(TOKENIZER_DIR, image_size=64)
+    return Trainer(config, model, ColourDataset(16), processor)
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(1)
+    make_trainer(sys.argv[1], int(sys.argv[2]), *(int(a) for a in sys.argv[3:4])).train()
