@@ -12,6 +12,7 @@ is dropped and SDPA runs its causal fast path.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import torch
@@ -74,6 +75,10 @@ class _Tokens:
             slot=self.slot.gather(1, idx),
             index=self.index.gather(1, idx),
         )
+
+
+LayerCallback = Callable[[int, nn.Module, _Tokens, tuple[torch.Tensor, torch.Tensor]], None]
+"""``(layer index, decoder layer, tokens entering it, rotary (cos, sin))`` — a probe called by `run_prefill`."""
 
 
 def renumbered_positions(valid: torch.Tensor) -> torch.Tensor:
@@ -248,9 +253,19 @@ class XCompModel(XCompPreTrainedModel):
 
     # ------------------------------------------------------------------ decoder
     def run_prefill(
-        self, tokens: _Tokens, cache: XCompCache | None, output_hidden_states: bool = False
+        self,
+        tokens: _Tokens,
+        cache: XCompCache | None,
+        output_hidden_states: bool = False,
+        layer_callback: LayerCallback | None = None,
+        stop_at_layer: int | None = None,
     ) -> tuple[_Tokens, torch.Tensor, list[torch.Tensor] | None]:
-        """Run all decoder layers over the full prompt, dropping visual tokens per the schedule."""
+        """Run all decoder layers over the full prompt, dropping visual tokens per the schedule.
+
+        Probes (QC-Comp frame scoring) pass ``layer_callback(i, layer, tokens, position_embeddings)``, called
+        with each layer's input after that layer's drops, and ``stop_at_layer`` to return right after the
+        callback of that layer, without running it or the layers above (the final norm is then not applied).
+        """
         cfg = self.config
         lm = self.language_model
         schedule = cfg.compression_schedule()
@@ -278,6 +293,10 @@ class XCompModel(XCompPreTrainedModel):
             counts.append(tokens.valid.sum(dim=1))
             if hidden_states is not None:
                 hidden_states.append(tokens.hidden)
+            if layer_callback is not None:
+                layer_callback(i, layer, tokens, pos_emb)
+            if i == stop_at_layer:
+                return tokens, torch.stack(counts), hidden_states
             layer_input = tokens.hidden
             out = layer(
                 layer_input,

@@ -1,0 +1,134 @@
+"""Turn per-question evaluation records into accuracy tables and plots."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+DEPTH_BINS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+"""Needle depth bins (fraction of the video) for recall-vs-depth."""
+
+
+@dataclass
+class Record:
+    """One answered question."""
+
+    system: str
+    """Name of the evaluated system (model + compression + frame selection)."""
+    frames: int
+    """Frames sampled from the video."""
+    llm_tokens: int
+    """Visual tokens that enter the LLM's first layer (the token budget of the run)."""
+    token_layers: int
+    """Visual token-layers processed by the LLM (sum over layers)."""
+    id: str
+    family: str
+    depth: float | None
+    answer: str
+    prediction: str | None
+    kept_frames: Sequence[int] = ()
+
+    @property
+    def correct(self) -> bool:
+        return self.prediction == self.answer
+
+
+def accuracy(records: Iterable[Record]) -> float:
+    records = list(records)
+    return sum(r.correct for r in records) / len(records) if records else float("nan")
+
+
+def group(records: Iterable[Record], *keys: str) -> dict[tuple, list[Record]]:
+    out: dict[tuple, list[Record]] = defaultdict(list)
+    for r in records:
+        out[tuple(getattr(r, k) for k in keys)].append(r)
+    return dict(out)
+
+
+def depth_bin(depth: float) -> int:
+    for i, edge in enumerate(DEPTH_BINS[1:-1]):
+        if depth < edge:
+            return i
+    return len(DEPTH_BINS) - 2
+
+
+def markdown_table(records: Sequence[Record]) -> str:
+    """Accuracy per system and frame count: overall, per family, with the token budget."""
+    families = sorted({r.family for r in records})
+    header = ["system", "frames", "visual tokens in", "token-layers", "n", "accuracy", *families]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for (system, frames), rows in sorted(group(records, "system", "frames").items(), key=lambda kv: kv[0]):
+        per_family = group(rows, "family")
+        cells = [
+            system,
+            str(frames),
+            str(round(sum(r.llm_tokens for r in rows) / len(rows))),
+            str(round(sum(r.token_layers for r in rows) / len(rows))),
+            str(len(rows)),
+            f"{accuracy(rows):.3f}",
+            *(f"{accuracy(per_family.get((f,), [])):.3f}" for f in families),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def depth_table(records: Sequence[Record]) -> str:
+    """Needle accuracy per depth bin (the position-bias check)."""
+    needles = [r for r in records if r.family == "needle" and r.depth is not None]
+    bins = [f"{DEPTH_BINS[i]:.1f}-{DEPTH_BINS[i + 1]:.1f}" for i in range(len(DEPTH_BINS) - 1)]
+    lines = ["| system | frames | " + " | ".join(bins) + " |", "|" + "---|" * (len(bins) + 2)]
+    for (system, frames), rows in sorted(group(needles, "system", "frames").items()):
+        by_bin = defaultdict(list)
+        for r in rows:
+            by_bin[depth_bin(r.depth)].append(r)
+        cells = [f"{accuracy(by_bin[i]):.2f} ({len(by_bin[i])})" for i in range(len(bins))]
+        lines.append(f"| {system} | {frames} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot(records: Sequence[Record], out_dir: Path) -> list[Path]:
+    """accuracy_vs_budget.png and needle_vs_depth.png; returns the written paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for (system,), rows in sorted(group(records, "system").items()):
+        points = sorted(
+            (sum(r.token_layers for r in g) / len(g), accuracy(g)) for g in group(rows, "frames").values()
+        )
+        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=system)
+    ax.set_xscale("log")
+    ax.set_xlabel("visual token-layers in the LLM (log)")
+    ax.set_ylabel("accuracy")
+    ax.set_title("Accuracy vs LLM token budget")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    paths.append(out_dir / "accuracy_vs_budget.png")
+    fig.savefig(paths[-1], dpi=120)
+    plt.close(fig)
+
+    needles = [r for r in records if r.family == "needle" and r.depth is not None]
+    if needles:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        centres = [(DEPTH_BINS[i] + DEPTH_BINS[i + 1]) / 2 for i in range(len(DEPTH_BINS) - 1)]
+        for (system, frames), rows in sorted(group(needles, "system", "frames").items()):
+            by_bin = defaultdict(list)
+            for r in rows:
+                by_bin[depth_bin(r.depth)].append(r)
+            ax.plot(centres, [accuracy(by_bin[i]) for i in range(len(centres))], marker="o", label=f"{system} @{frames}")
+        ax.set_xlabel("needle depth (fraction of the video)")
+        ax.set_ylabel("needle accuracy")
+        ax.set_ylim(0, 1.05)
+        ax.set_title("Needle recall vs depth")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        paths.append(out_dir / "needle_vs_depth.png")
+        fig.savefig(paths[-1], dpi=120)
+        plt.close(fig)
+    return paths

@@ -1,0 +1,235 @@
+"""`XCompPipeline`: answer a question about a video with QC-Comp frame selection and LP-Comp.
+
+One call decodes and samples the video, encodes every frame once with the vision tower, scores the frames
+against the question with the LLM's own attention (QC-Comp), keeps the top frames in temporal order, and
+generates the answer from only those frames' visual tokens (with the model's configured compression, LP-Comp
+for an XComp model). The answer carries the kept frames, their scores and the cost of the run.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from xcomp.accounting import _layer_flops, run_cost, vision_flops
+from xcomp.compression.qc_comp import FrameScores, QCCompConfig, score_frames, split_prompt
+from xcomp.errors import XCompError
+from xcomp.model.modeling import XCompForCausalLM
+from xcomp.model.processing import PromptConfig, XCompProcessor, build_prompt, parse_choice
+from xcomp.video.decode import Video, load_video
+from xcomp.video.sampling import FrameSamplingConfig
+
+
+@dataclass
+class Answer:
+    """What `XCompPipeline.answer` returns."""
+
+    text: str
+    """The generated answer."""
+    choice: str | None
+    """For multiple-choice questions, the option letter the answer picks (None if it picks none)."""
+    kept_frames: list[int]
+    """Indices (into the sampled frames) of the frames the answer was generated from, in temporal order."""
+    kept_timestamps: list[float]
+    """Seconds from the start of the video of the kept frames."""
+    num_frames: int
+    """Frames sampled from the video (and scored)."""
+    scores: FrameScores | None
+    """Per-frame QC-Comp scores; None when every frame was kept (no scoring ran)."""
+    accounting: dict = field(default_factory=dict)
+    """Analytic cost of this run vs dense over all frames, and measured seconds per stage (see `answer`)."""
+
+
+class XCompPipeline:
+    """Video question answering with an `XCompForCausalLM` and its `XCompProcessor`."""
+
+    def __init__(
+        self,
+        model: XCompForCausalLM,
+        processor: XCompProcessor,
+        sampling: FrameSamplingConfig | None = None,
+        qc: QCCompConfig | None = None,
+        prompt: PromptConfig | None = None,
+        vision_batch: int = 64,
+    ):
+        """
+        Args:
+            sampling: how frames are sampled from a video file; default: 1 fps clamped to [64, 1024] frames,
+                a multiple of the model's clip length, at the vision tower's resolution.
+            qc: QC-Comp scoring and how many frames to keep (default `QCCompConfig()`: keep 25 %).
+            prompt: system message and time message of the prompt.
+            vision_batch: frames per vision-tower call (rounded to whole clips); bounds activation memory.
+        """
+        self.model = model.eval()
+        self.processor = processor
+        clip = model.config.local_num_frames
+        self.sampling = sampling or FrameSamplingConfig(multiple_of=clip, size=processor.image_size)
+        self.qc = qc or QCCompConfig()
+        self.prompt = prompt or PromptConfig()
+        self.vision_batch = max(vision_batch // clip, 1) * clip
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike, **kwargs) -> XCompPipeline:
+        """Model and tokenizer from one local folder (ours or a published VideoChat-Flash/XComp one)."""
+        from xcomp.model.convert import load_model
+
+        model = load_model(path)
+        processor = XCompProcessor.from_pretrained(path, image_size=model.config.vision_config.image_size)
+        return cls(model, processor, **kwargs)
+
+    @torch.no_grad()
+    def answer(
+        self,
+        video: str | os.PathLike | Video | np.ndarray,
+        question: str,
+        options: Sequence[str] | None = None,
+        keep: int | float | None = None,
+        fps: float = 1.0,
+        max_new_tokens: int = 64,
+        do_sample: bool = False,
+        **generate_kwargs,
+    ) -> Answer:
+        """Answer ``question`` about ``video``.
+
+        Args:
+            video: a video file or frame folder (sampled with `self.sampling`), a decoded `Video`, or uint8
+                frames [T, H, W, 3] taken ``fps`` frames per second apart.
+            options: multiple-choice options; the prompt lists them as (A), (B), … and `Answer.choice` is set.
+            keep: frames to keep: an int count, a float fraction, or None for `self.qc`'s setting. Keeping every
+                frame skips scoring (plain LP-Comp over all frames).
+            max_new_tokens, do_sample, generate_kwargs: passed to `generate` (greedy by default).
+
+        `Answer.accounting` holds, for the answering prefill over the kept frames, `tokens_per_layer`,
+        `prefill_flops`, `decode_flops_per_token`, `kv_cache_bytes`; the same under `dense` for the dense model
+        over all sampled frames, and `ratio_to_dense`; `vision_flops` (the tower ran on every frame);
+        `scoring_flops` and `scoring_tokens_per_layer` (the QC-Comp pass, 0 / None when it did not run); and
+        `seconds` measured per stage (load, vision, scoring, generate).
+        """
+        seconds = {}
+        t0 = time.perf_counter()
+        video = self._as_video(video, fps)
+        seconds["load"] = time.perf_counter() - t0
+        N = len(video.frames)
+
+        t0 = time.perf_counter()
+        visual, n_encoded = self._encode(video.frames)
+        seconds["vision"] = time.perf_counter() - t0
+
+        prompt = build_prompt(question, options, duration=video.duration, num_frames=N, config=self.prompt)
+        batch = self.processor.tokenize([prompt])
+        ids = batch["input_ids"].to(self.model.device)
+        k = self._num_kept(keep, N)
+
+        t0 = time.perf_counter()
+        scores = None
+        if k < N:
+            prefix, question_ids = split_prompt(ids, self.processor.video_token_id)
+            scores = score_frames(self.model, prefix, question_ids, visual, self.qc)
+            kept = scores.top_k(k)
+        else:
+            kept = torch.arange(N)
+        seconds["scoring"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        T = self.model.model.visual_tokens_per_frame
+        selected = visual.view(N, T, -1)[kept.to(visual.device)].flatten(0, 1)
+        out = self.model.generate(
+            ids,
+            attention_mask=batch["attention_mask"].to(ids.device),
+            visual_embeds=[selected],
+            max_new_tokens=max_new_tokens,
+            do_sample=do_sample,
+            **generate_kwargs,
+        )
+        text = self.processor.decode(out[0, ids.shape[1] :])
+        seconds["generate"] = time.perf_counter() - t0
+
+        kept_list = kept.tolist()
+        text_tokens = ids.shape[1] - 1 + int(self.model.model.image_newline is not None)
+        return Answer(
+            text=text,
+            choice=parse_choice(text, len(options)) if options else None,
+            kept_frames=kept_list,
+            kept_timestamps=[float(video.timestamps[i]) for i in kept_list],
+            num_frames=N,
+            scores=scores,
+            accounting=self._accounting(N, len(kept_list), n_encoded, text_tokens, scores, seconds),
+        )
+
+    def _as_video(self, video, fps: float) -> Video:
+        if isinstance(video, Video):
+            return video
+        if isinstance(video, np.ndarray):
+            if video.ndim != 4 or video.shape[-1] != 3 or video.dtype != np.uint8 or len(video) == 0:
+                raise XCompError(f"expected uint8 frames [T, H, W, 3], got {video.dtype} {video.shape}")
+            times = np.arange(len(video)) / fps
+            return Video(video, times, np.arange(len(video)), len(video) / fps, source="<array>")
+        return load_video(video, self.sampling)
+
+    def _encode(self, frames: np.ndarray) -> tuple[torch.Tensor, int]:
+        """Projector tokens [N * T, D] of all frames, a few clips per tower call.
+
+        The tower takes whole clips of `local_num_frames`; a frame count that is not a multiple is padded with
+        copies of the last frame, whose tokens are then discarded. Returns the tokens and the frames encoded.
+        """
+        clip = self.model.config.local_num_frames
+        N = len(frames)
+        pad = -N % clip
+        if pad:
+            frames = np.concatenate([frames, np.repeat(frames[-1:], pad, axis=0)])
+        param = next(self.model.parameters())
+        chunks = []
+        for i in range(0, len(frames), self.vision_batch):
+            pixels = self.processor.preprocess(frames[i : i + self.vision_batch]).to(param.device, param.dtype)
+            chunks.append(self.model.model.encode_video(pixels, [len(pixels)])[0])
+        T = self.model.model.visual_tokens_per_frame
+        return torch.cat(chunks)[: N * T], len(frames)
+
+    def _num_kept(self, keep: int | float | None, num_frames: int) -> int:
+        if keep is None:
+            return self.qc.num_kept(num_frames)
+        if isinstance(keep, float):
+            if not 0 < keep <= 1:
+                raise XCompError(f"a fractional keep must lie in (0, 1], got {keep}")
+            keep = round(keep * num_frames)
+        if keep < 1:
+            raise XCompError(f"keep must be >= 1, got {keep}")
+        return min(max(int(keep), 1), num_frames)
+
+    def _accounting(
+        self, N: int, K: int, n_encoded: int, text_tokens: int, scores: FrameScores | None, seconds: dict
+    ) -> dict:
+        config = self.model.config
+        dtype_bytes = self.model.dtype.itemsize
+        run = run_cost(config, K, text_tokens, dtype_bytes)
+        dense = run_cost(config.with_compression(compression="dense"), N, text_tokens, dtype_bytes)
+        scoring_flops = 0.0
+        if scores is not None:
+            per_window = [n // scores.windows for n in scores.tokens_per_layer[:-1]]
+            scoring_flops = scores.windows * sum(_layer_flops(config, n) for n in per_window)
+
+        def cost(c):
+            return {
+                "tokens_per_layer": c.tokens_per_layer,
+                "prefill_flops": c.llm_prefill_flops,
+                "decode_flops_per_token": c.decode_flops_per_token,
+                "kv_cache_bytes": c.kv_cache_bytes,
+            }
+
+        return {
+            "num_frames": N,
+            "kept_frames": K,
+            "text_tokens": text_tokens,
+            **cost(run),
+            "dense": cost(dense),
+            "ratio_to_dense": run.ratio_to(dense),
+            "vision_flops": vision_flops(config, n_encoded),
+            "scoring_flops": scoring_flops,
+            "scoring_tokens_per_layer": scores.tokens_per_layer if scores is not None else None,
+            "seconds": seconds,
+        }
