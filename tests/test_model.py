@@ -171,10 +171,13 @@ def test_loss_counts_only_labelled_tokens():
     ids, pix = prompt_ids(3, 6), frames(4)
     labels = torch.full_like(ids, -100)
     labels[0, -1] = ids[0, -1]
+    labels[0, -3] = ids[0, -3]
     with torch.no_grad():
         out = model(ids, pixel_values=pix, labels=labels)
-        manual = torch.nn.functional.cross_entropy(out.logits[0, -2], ids[0, -1])
+        full = model(ids, pixel_values=pix).logits[0]
+    manual = torch.nn.functional.cross_entropy(full[[-4, -2]], ids[0, [-3, -1]])
     torch.testing.assert_close(out.loss, manual)
+    torch.testing.assert_close(out.logits, full[[-4, -2]])
 
 
 def test_pre_pool_and_uniform_drop_budgets():

@@ -40,7 +40,7 @@ class RunCost:
         }
 
 
-def _layer_flops(config: XCompConfig, n: int, n_keys: int | None = None) -> float:
+def layer_flops(config: XCompConfig, n: int, n_keys: int | None = None) -> float:
     """FLOPs of one decoder layer for n new tokens (prefill when n_keys is None, else n tokens vs n_keys)."""
     t = config.text_config
     d, f = t.hidden_size, t.intermediate_size
@@ -79,8 +79,8 @@ def run_cost(config: XCompConfig, num_frames: int, text_tokens: int = 64, dtype_
         num_frames=num_frames,
         text_tokens=text_tokens,
         tokens_per_layer=tokens,
-        llm_prefill_flops=sum(_layer_flops(config, n) for n in tokens) + head,
-        decode_flops_per_token=sum(_layer_flops(config, 1, n + 1) for n in tokens) + head,
+        llm_prefill_flops=sum(layer_flops(config, n) for n in tokens) + head,
+        decode_flops_per_token=sum(layer_flops(config, 1, n + 1) for n in tokens) + head,
         kv_cache_bytes=kv_bytes,
         vision_flops=vision_flops(config, num_frames),
     )

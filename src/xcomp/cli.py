@@ -1,4 +1,4 @@
-"""The `xcomp` command line: ask, synth, info, convert."""
+"""The `xcomp` command line: ask, info, convert (and synth, bench)."""
 
 from __future__ import annotations
 
@@ -63,6 +63,54 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def default_model_path():
+    """The small model shipped inside the package, if this build has one."""
+    from importlib.resources import files
+
+    path = files("xcomp") / "assets" / "default_model"
+    return path if (path / "config.json").is_file() else None
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    """Answer a question about a video: sample frames, QC-Comp selection, LP-Comp generation."""
+    from xcomp.compression.qc_comp import QCCompConfig
+    from xcomp.pipeline import XCompPipeline
+    from xcomp.video.sampling import FrameSamplingConfig
+
+    model_path = args.model or default_model_path()
+    if model_path is None:
+        raise XCompError("no --model given and this install has no embedded default model")
+    pipe = XCompPipeline.from_pretrained(model_path, qc=QCCompConfig(scorer=args.scorer))
+    if args.frames:
+        clip = pipe.model.config.local_num_frames
+        if args.frames % clip:
+            raise XCompError(f"--frames must be a multiple of {clip} (the model's clip length)")
+        pipe.sampling = FrameSamplingConfig(
+            min_frames=args.frames, max_frames=args.frames, multiple_of=clip, size=pipe.processor.image_size
+        )
+    keep = None if args.keep is None else int(args.keep) if args.keep >= 1 else args.keep
+    result = pipe.answer(
+        args.video, args.question, options=args.options, keep=keep, max_new_tokens=args.max_new_tokens
+    )
+    acc = result.accounting
+    print(f"answer: {result.text}")
+    if args.options:
+        chosen = "ABCDEFGHIJ".index(result.choice) if result.choice else None
+        print(f"choice: {result.choice} ({args.options[chosen] if chosen is not None else 'unparsed'})")
+    print(f"frames: {len(result.kept_frames)} kept of {result.num_frames} sampled")
+    if args.show_frames:
+        shown = ", ".join(f"{i}@{t:.1f}s" for i, t in zip(result.kept_frames, result.kept_timestamps))
+        print(f"kept frames: {shown}")
+    r = acc["ratio_to_dense"]
+    print(
+        f"LLM cost vs dense over all {result.num_frames} frames: prefill FLOPs {acc['prefill_flops']:.3g} "
+        f"({r['prefill_flops']:.3f}x), KV cache {acc['kv_cache_bytes'] / 2**20:.2f} MiB ({r['kv_cache_bytes']:.3f}x), "
+        f"QC scoring FLOPs {acc['scoring_flops']:.3g}"
+    )
+    print("seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in acc["seconds"].items()))
+    return 0
+
+
 def cmd_convert(args: argparse.Namespace) -> int:
     """Convert a published VideoChat-Flash / XComp folder into an xcomp `save_pretrained` folder."""
     from xcomp.model.convert import load_published
@@ -86,6 +134,18 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--pool-tokens", type=int, default=1, help="tokens/frame for pre_pool (default 1)")
     info.add_argument("--dtype-bytes", type=int, default=2, help="bytes per KV value (2 = bf16)")
     info.set_defaults(func=cmd_info)
+
+    ask = sub.add_parser("ask", help="answer a question about a video")
+    ask.add_argument("video", help="video file (mp4/mkv/webm/avi…) or folder of frame images")
+    ask.add_argument("question", help="the question")
+    ask.add_argument("--options", nargs="+", help="multiple-choice options (listed as (A), (B), …)")
+    ask.add_argument("--model", help="model folder (default: the embedded model)")
+    ask.add_argument("--frames", type=int, help="frames to sample (default: 1 fps clamped to [64, 1024])")
+    ask.add_argument("--keep", type=float, help="frames kept by QC-Comp: a count, or a fraction < 1 (default 0.25)")
+    ask.add_argument("--scorer", choices=["local", "global"], default="local", help="QC-Comp frame scorer")
+    ask.add_argument("--max-new-tokens", type=int, default=32, help="answer length limit")
+    ask.add_argument("--show-frames", action="store_true", help="print the kept frame indices and times")
+    ask.set_defaults(func=cmd_ask)
 
     conv = sub.add_parser("convert", help="published VideoChat-Flash/XComp checkpoint -> xcomp folder")
     conv.add_argument("src", help="published checkpoint folder (config.json + safetensors)")

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from xcomp.accounting import _layer_flops, run_cost, vision_flops
+from xcomp.accounting import layer_flops, run_cost, vision_flops
 from xcomp.compression.qc_comp import FrameScores, QCCompConfig, score_frames, split_prompt
 from xcomp.errors import XCompError
 from xcomp.model.modeling import XCompForCausalLM
@@ -211,7 +211,7 @@ class XCompPipeline:
         scoring_flops = 0.0
         if scores is not None:
             per_window = [n // scores.windows for n in scores.tokens_per_layer[:-1]]
-            scoring_flops = scores.windows * sum(_layer_flops(config, n) for n in per_window)
+            scoring_flops = scores.windows * sum(layer_flops(config, n) for n in per_window)
 
         def cost(c):
             return {

@@ -407,7 +407,8 @@ class XCompForCausalLM(XCompPreTrainedModel, GenerationMixin):
             pixel_values: [N, 3, H, W] frames of all videos, concatenated; with `num_frames` (per video).
             visual_embeds: alternatively, per video [frames * tokens_per_frame, D] projector outputs (skips the
                 vision tower; used by QC-Comp to answer from a subset of already-encoded frames).
-            labels: [B, S] target ids aligned with `input_ids` (-100 = no loss); visual tokens get no loss.
+            labels: [B, S] target ids aligned with `input_ids` (-100 = no loss); visual tokens get no loss. With
+                labels, `logits` holds only the [n_supervised, vocab] rows that predict labelled tokens.
             cache: an `XCompCache`; empty (or any empty cache) for prefill, filled for decoding.
             logits_to_keep: if > 0, only compute logits for the last that many positions.
         """
@@ -428,15 +429,17 @@ class XCompForCausalLM(XCompPreTrainedModel, GenerationMixin):
         if cache is not None:
             cache.next_position = tokens.valid.sum(dim=1)
         tokens, counts, hidden_states = self.model.run_prefill(tokens, cache, output_hidden_states)
-        hidden = tokens.hidden[:, -logits_to_keep:] if logits_to_keep else tokens.hidden
-        logits = self.lm_head(hidden)
         loss = None
         if labels is not None:
-            target = labels_expanded.gather(1, tokens.index)
-            target = target.masked_fill(~tokens.valid, IGNORE_INDEX)
-            loss = F.cross_entropy(
-                logits[:, :-1].flatten(0, 1).float(), target[:, 1:].flatten(), ignore_index=IGNORE_INDEX
-            )
+            # Only positions that predict a labelled token need logits: [S, vocab] for thousands of visual
+            # tokens would dwarf the model. `logits` then holds just those rows, in sequence order.
+            target = labels_expanded.gather(1, tokens.index).masked_fill(~tokens.valid, IGNORE_INDEX)[:, 1:]
+            supervised = target != IGNORE_INDEX
+            logits = self.lm_head(tokens.hidden[:, :-1][supervised])
+            loss = F.cross_entropy(logits.float(), target[supervised])
+        else:
+            hidden = tokens.hidden[:, -logits_to_keep:] if logits_to_keep else tokens.hidden
+            logits = self.lm_head(hidden)
         return XCompCausalLMOutput(
             loss=loss,
             logits=logits,
