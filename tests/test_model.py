@@ -206,3 +206,24 @@ def test_text_only_prompt():
     ids = torch.randint(0, VIDEO_ID, (1, 9))
     out = model.generate(ids, max_new_tokens=3, do_sample=False)
     assert out.shape == (1, 12)
+
+
+def test_compact_vocabulary_reads_and_writes_tokenizer_ids(tmp_path):
+    from xcomp import XCompConfig, XCompForCausalLM
+
+    subset = [5, 17, 42, 300, VIDEO_ID - 1]
+    cfg = XCompConfig.tiny(num_layers=2, vocab_subset=subset, tokenizer_vocab_size=VIDEO_ID + 1, video_token_id=VIDEO_ID)
+    cfg.text_config.initializer_range = 0.5
+    torch.manual_seed(0)
+    model = XCompForCausalLM(cfg).eval()
+    assert model.model.language_model.embed_tokens.weight.shape[0] == len(subset) + 1
+    ids = torch.tensor([[5, 17, VIDEO_ID, 42, 7]])  # 7 is outside the subset: read as the shared "other" row
+    out = model.generate(ids, pixel_values=frames(4), num_frames=[4], max_new_tokens=6, do_sample=False)
+    assert set(out[0, ids.shape[1] :].tolist()) <= set(subset)
+    labels = torch.full_like(ids, -100)
+    labels[0, -1] = 42
+    assert torch.isfinite(model(ids, pixel_values=frames(4), labels=labels).loss)
+    model.save_pretrained(tmp_path)
+    loaded = XCompForCausalLM.from_pretrained(tmp_path).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(ids, pixel_values=frames(4)).logits, model(ids, pixel_values=frames(4)).logits)

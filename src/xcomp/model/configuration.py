@@ -56,10 +56,22 @@ class XCompConfig(PreTrainedConfig):
     """Tokens per frame left by the `pre_pool` baseline (must divide `tokens_per_frame`)."""
     tie_word_embeddings: bool = True
     """Qwen2.5-1.5B ties the LM head to the input embedding."""
+    vocab_subset: list[int] | None = None
+    """Token ids the model can read and write (row i+1 of a compact embedding; row 0 = any other id). Keeps
+    tiny models a few MB while they still use the real Qwen2.5 tokenizer; None = the full vocabulary."""
+    tokenizer_vocab_size: int = 151936
+    """Size of the tokenizer's id space (the range `vocab_subset` ids live in)."""
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
         self.tie_word_embeddings = bool(self.text_config.tie_word_embeddings)
+        if self.vocab_subset is not None:
+            if len(set(self.vocab_subset)) != len(self.vocab_subset):
+                raise ConfigError("vocab_subset has duplicate ids")
+            if not all(0 <= i < self.tokenizer_vocab_size for i in self.vocab_subset):
+                raise ConfigError(f"vocab_subset ids must lie in [0, {self.tokenizer_vocab_size})")
+            if self.text_config.vocab_size != len(self.vocab_subset) + 1:
+                raise ConfigError("with vocab_subset, text_config.vocab_size must be len(vocab_subset) + 1")
         self.validate_compression()
 
     def validate_compression(self) -> None:
@@ -101,10 +113,12 @@ class XCompConfig(PreTrainedConfig):
         return XCompConfig.from_dict(data)
 
     @classmethod
-    def tiny(cls, num_layers: int = 4, vocab_size: int = 151936, **fields) -> XCompConfig:
-        """A few-MB model with the real code path (tests, synthetic training)."""
+    def tiny(
+        cls, num_layers: int = 4, vocab_size: int = 151936, vocab_subset: list[int] | None = None, **fields
+    ) -> XCompConfig:
+        """A small model with the real code path (tests, synthetic training); a `vocab_subset` makes it a few MB."""
         text = Qwen2Config(
-            vocab_size=vocab_size,
+            vocab_size=len(vocab_subset) + 1 if vocab_subset else vocab_size,
             hidden_size=64,
             intermediate_size=128,
             num_hidden_layers=num_layers,
@@ -119,4 +133,4 @@ class XCompConfig(PreTrainedConfig):
         vision = UMTVisionConfig(
             hidden_size=64, num_hidden_layers=3, num_attention_heads=4, image_size=64, patch_size=8, num_frames=4
         )
-        return cls(text_config=text, vision_config=vision, **fields)
+        return cls(text_config=text, vision_config=vision, vocab_subset=vocab_subset, **fields)

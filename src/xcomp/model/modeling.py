@@ -103,6 +103,33 @@ def prefill_mask(valid: torch.Tensor, dtype: torch.dtype) -> torch.Tensor | None
     return additive_mask(allowed, dtype)
 
 
+class CompactVocab(nn.Module):
+    """Maps tokenizer ids to rows of a small embedding and row logits back to the tokenizer's id space."""
+
+    def __init__(self, subset: list[int], tokenizer_vocab_size: int):
+        super().__init__()
+        self.subset = list(subset)
+        self.tokenizer_vocab_size = tokenizer_vocab_size
+        ids, rows = self.tables()
+        self.register_buffer("ids", ids, persistent=False)
+        self.register_buffer("rows", rows, persistent=False)
+
+    def tables(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(subset ids, row of every tokenizer id); derived from the config, so never stored in checkpoints."""
+        ids = torch.tensor(self.subset, dtype=torch.long)
+        rows = torch.zeros(self.tokenizer_vocab_size, dtype=torch.long)
+        rows[ids] = torch.arange(1, len(ids) + 1)
+        return ids, rows
+
+    def to_rows(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.rows[ids.clamp(0, self.tokenizer_vocab_size - 1)]
+
+    def to_full_logits(self, logits: torch.Tensor) -> torch.Tensor:
+        """[..., 1 + len(subset)] -> [..., tokenizer_vocab_size]; ids outside the subset get -inf."""
+        full = logits.new_full((*logits.shape[:-1], self.tokenizer_vocab_size), float("-inf"))
+        return full.index_copy_(-1, self.ids, logits[..., 1:])
+
+
 class XCompPreTrainedModel(PreTrainedModel):
     config_class = XCompConfig
     base_model_prefix = "model"
@@ -116,6 +143,10 @@ class XCompPreTrainedModel(PreTrainedModel):
         super()._init_weights(module)
         if isinstance(module, FixedPositionEmbedding):
             init.copy_(module.table, module.compute_table())
+        if isinstance(module, CompactVocab):
+            ids, rows = module.tables()
+            init.copy_(module.ids, ids)
+            init.copy_(module.rows, rows)
         if isinstance(module, XCompModel) and module.image_newline is not None:
             init.normal_(module.image_newline, std=self.config.text_config.initializer_range)
         for name, param in module.named_parameters(recurse=False):
@@ -141,7 +172,12 @@ class XCompModel(XCompPreTrainedModel):
             if config.newline_position == "one_token"
             else None
         )
+        self.vocab = CompactVocab(config.vocab_subset, config.tokenizer_vocab_size) if config.vocab_subset else None
         self.post_init()
+
+    def embed_text(self, ids: torch.Tensor) -> torch.Tensor:
+        """Token embeddings of tokenizer ids (through the compact vocabulary when the model has one)."""
+        return self.language_model.embed_tokens(self.vocab.to_rows(ids) if self.vocab is not None else ids)
 
     def get_input_embeddings(self) -> nn.Embedding:
         return self.language_model.embed_tokens
@@ -187,7 +223,6 @@ class XCompModel(XCompPreTrainedModel):
         labels: torch.Tensor | None = None,
     ) -> tuple[_Tokens, torch.Tensor | None]:
         """Splice each video's visual tokens into its prompt at the video placeholder; left-pad the batch."""
-        embed = self.language_model.embed_tokens
         video_id = self.config.video_token_id
         ids = torch.where(input_ids == LEGACY_IMAGE_TOKEN_INDEX, video_id, input_ids)
         if attention_mask is None:
@@ -204,7 +239,7 @@ class XCompModel(XCompPreTrainedModel):
                 raise XCompError(f"sample {b} has {len(where)} video placeholders; expected at most one")
             if n_vis and len(where) == 0:
                 raise XCompError(f"sample {b} has a video but no video placeholder token in its prompt")
-            text = embed(row_ids.masked_fill(row_ids == video_id, 0))
+            text = self.embed_text(row_ids.masked_fill(row_ids == video_id, 0))
             row_labels = labels[b][keep] if labels is not None else None
             if len(where) == 0:
                 rows.append(text)
@@ -342,7 +377,7 @@ class XCompModel(XCompPreTrainedModel):
     def run_decode(self, input_ids: torch.Tensor, cache: XCompCache) -> torch.Tensor:
         """Run new text tokens [B, Q] against a filled cache; each layer attends to its own surviving keys."""
         lm = self.language_model
-        hidden = lm.embed_tokens(input_ids)
+        hidden = self.embed_text(input_ids)
         B, Q = input_ids.shape
         step = torch.arange(Q, device=hidden.device)
         renumber = self.config.position_ids_after_drop == "renumbered"
@@ -385,6 +420,11 @@ class XCompForCausalLM(XCompPreTrainedModel, GenerationMixin):
     def get_output_embeddings(self) -> nn.Linear:
         return self.lm_head
 
+    def token_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Logits over the tokenizer's ids (expanded from the compact vocabulary when there is one)."""
+        logits = self.lm_head(hidden)
+        return self.model.vocab.to_full_logits(logits) if self.model.vocab is not None else logits
+
     def forward(
         self,
         input_ids: torch.LongTensor,
@@ -408,14 +448,15 @@ class XCompForCausalLM(XCompPreTrainedModel, GenerationMixin):
             visual_embeds: alternatively, per video [frames * tokens_per_frame, D] projector outputs (skips the
                 vision tower; used by QC-Comp to answer from a subset of already-encoded frames).
             labels: [B, S] target ids aligned with `input_ids` (-100 = no loss); visual tokens get no loss. With
-                labels, `logits` holds only the [n_supervised, vocab] rows that predict labelled tokens.
+                labels, `logits` holds only the [n_supervised, vocab] rows that predict labelled tokens (over
+                the model's own, possibly compact, vocabulary).
             cache: an `XCompCache`; empty (or any empty cache) for prefill, filled for decoding.
             logits_to_keep: if > 0, only compute logits for the last that many positions.
         """
         use_cache = bool(use_cache) or (cache is not None)
         if isinstance(cache, XCompCache) and cache.is_prefilled:
             hidden = self.model.run_decode(input_ids, cache)
-            logits = self.lm_head(hidden[:, -logits_to_keep:] if logits_to_keep else hidden)
+            logits = self.token_logits(hidden[:, -logits_to_keep:] if logits_to_keep else hidden)
             return XCompCausalLMOutput(logits=logits, cache=cache)
         if cache is not None and not isinstance(cache, XCompCache) and cache.get_seq_length() > 0:
             raise XCompError("XComp needs an XCompCache; got a filled cache of another type")
@@ -436,10 +477,13 @@ class XCompForCausalLM(XCompPreTrainedModel, GenerationMixin):
             target = labels_expanded.gather(1, tokens.index).masked_fill(~tokens.valid, IGNORE_INDEX)[:, 1:]
             supervised = target != IGNORE_INDEX
             logits = self.lm_head(tokens.hidden[:, :-1][supervised])
-            loss = F.cross_entropy(logits.float(), target[supervised])
+            target = target[supervised]
+            if self.model.vocab is not None:
+                target = self.model.vocab.to_rows(target)
+            loss = F.cross_entropy(logits.float(), target)
         else:
             hidden = tokens.hidden[:, -logits_to_keep:] if logits_to_keep else tokens.hidden
-            logits = self.lm_head(hidden)
+            logits = self.token_logits(hidden)
         return XCompCausalLMOutput(
             loss=loss,
             logits=logits,
