@@ -29,6 +29,10 @@ class DataConfig:
     """Frames per video (a multiple of the model's clip length)."""
     image_size: int = 64
     """Frame side after resizing (must equal the vision tower's image_size)."""
+    span: int = 2
+    """Frames each synthetic event stays visible (source='synth')."""
+    noise: float = 0.3
+    """Synthetic distractor level 0-1 (source='synth')."""
     seed: int = 0
     """Seed of the synthetic generator (sample i uses seed + i)."""
 

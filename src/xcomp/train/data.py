@@ -82,6 +82,10 @@ class JsonlQADataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.rows)
 
+    def texts(self):
+        """(question, options, answer) of every sample, without decoding videos."""
+        return ((r["question"], r.get("options"), r["answer"]) for r in self.rows)
+
     def __getitem__(self, i: int) -> QASample:
         from xcomp.video import FrameSamplingConfig, load_video
 
@@ -89,3 +93,38 @@ class JsonlQADataset(torch.utils.data.Dataset):
         sampling = FrameSamplingConfig(size=self.image_size, min_frames=4, max_frames=4096, allow_repeat=True)
         video = load_video(self.path.parent / row["video"], sampling, num_frames=self.num_frames)
         return QASample(video.frames, row["question"], row["answer"], row.get("options"), video.duration)
+
+
+class SynthQADataset(torch.utils.data.Dataset):
+    """Synthetic QA generated on access: sample i is case i // F of family i % F (deterministic per seed)."""
+
+    def __init__(self, config):
+        from xcomp.synth.generate import FAMILIES, SynthParams
+
+        unknown = set(config.families) - set(FAMILIES)
+        if unknown:
+            raise ConfigError(f"unknown synthetic families {sorted(unknown)}; choose from {list(FAMILIES)}")
+        self.config = config
+        self.params = SynthParams(
+            frames=config.num_frames, size=config.image_size, span=config.span, noise=config.noise
+        )
+        self.length = max(1, int(config.num_samples * config.fraction))
+
+    def __len__(self) -> int:
+        return self.length
+
+    def case(self, i: int):
+        from xcomp.synth.generate import make_case
+
+        families = self.config.families
+        return make_case(families[i % len(families)], i // len(families), self.config.seed, self.params)
+
+    def texts(self):
+        for i in range(len(self)):
+            r = self.case(i).record
+            yield r["question"], r["options"], r["answer"]
+
+    def __getitem__(self, i: int) -> QASample:
+        c = self.case(i)
+        r = c.record
+        return QASample(c.frames, r["question"], r["answer"], r["options"], len(c.frames) / r["fps"])

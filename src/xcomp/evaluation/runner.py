@@ -1,0 +1,153 @@
+"""`xcomp eval`: accuracy of several systems (model × compression × frame selection) on a QA JSONL.
+
+A *system* is a trained model folder plus how it is run: an optional compression override, and QC-Comp frame
+selection (none, segment-local or global scoring) keeping a fraction of the frames. Every system answers the
+same questions from the same decoded frames at each frame count, so rows differ only in the method.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from tqdm.auto import tqdm
+
+from xcomp.errors import ConfigError
+from xcomp.evaluation.report import Record, depth_table, markdown_table, plot
+
+
+@dataclass
+class SystemSpec:
+    """One evaluated system."""
+
+    name: str
+    """Row label in the results."""
+    model: str
+    """Model folder (ours or published layout)."""
+    compression: str | None = None
+    """Override the model's compression method (e.g. evaluate an LP-Comp model densely)."""
+    qc: Literal["none", "local", "global"] = "none"
+    """QC-Comp frame selection: none (all frames), segment-local or global attention scoring."""
+    keep: float = 0.25
+    """Fraction of frames QC-Comp keeps (ignored when qc='none')."""
+
+
+@dataclass
+class EvalConfig:
+    """What to evaluate and where to write it."""
+
+    data: str
+    """QA JSONL (the `xcomp synth` format); videos are resolved relative to it."""
+    output_dir: str
+    """Folder for predictions.jsonl, results.md and plots."""
+    systems: list[SystemSpec] = field(default_factory=list)
+    """Systems to compare."""
+    frames: list[int] = field(default_factory=lambda: [32])
+    """Frame counts sampled from each video (each a multiple of the models' clip length)."""
+    limit: int | None = None
+    """Evaluate only the first N questions."""
+    image_size: int = 64
+    """Frame side after resizing (the models' vision input size)."""
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> EvalConfig:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"eval config not found: {path}")
+        try:
+            raw = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: cannot parse ({exc})") from exc
+        known = {f.name for f in dataclasses.fields(cls)}
+        if unknown := set(raw) - known:
+            raise ConfigError(f"{path}: unknown keys {sorted(unknown)}")
+        systems = []
+        for s in raw.pop("systems", []):
+            spec_known = {f.name for f in dataclasses.fields(SystemSpec)}
+            if unknown := set(s) - spec_known:
+                raise ConfigError(f"{path}: unknown system keys {sorted(unknown)}")
+            systems.append(SystemSpec(**s))
+        if not systems:
+            raise ConfigError(f"{path}: no [[systems]] to evaluate")
+        return cls(systems=systems, **raw)
+
+
+def _visual_token_layers(tokens_per_layer: list[int], text_tokens: int) -> int:
+    return sum(n - text_tokens for n in tokens_per_layer)
+
+
+def evaluate(config: EvalConfig, progress: bool = True) -> list[Record]:
+    """Run every system on every question at every frame count; write predictions, tables and plots."""
+    from xcomp.compression.qc_comp import QCCompConfig
+    from xcomp.model.convert import load_model
+    from xcomp.model.processing import XCompProcessor
+    from xcomp.pipeline import XCompPipeline
+    from xcomp.video import FrameSamplingConfig, load_video
+
+    data = Path(config.data)
+    if not data.is_file():
+        raise ConfigError(f"eval data not found: {data}")
+    rows = [json.loads(line) for line in data.read_text().splitlines() if line.strip()]
+    rows = rows[: config.limit] if config.limit else rows
+    out_dir = Path(config.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    videos = {}
+    for frames in config.frames:
+        sampling = FrameSamplingConfig(size=config.image_size, min_frames=4, max_frames=max(frames, 4), allow_repeat=True)
+        for row in tqdm(rows, desc=f"decode @{frames}", disable=not progress):
+            videos[row["id"], frames] = load_video(data.parent / row["video"], sampling, num_frames=frames)
+
+    records: list[Record] = []
+    for spec in config.systems:
+        fields = {"compression": spec.compression} if spec.compression else {}
+        model = load_model(spec.model, **fields)
+        processor = XCompProcessor.from_pretrained(spec.model, image_size=config.image_size)
+        pipe = XCompPipeline(model, processor, qc=QCCompConfig(scorer="local" if spec.qc == "none" else spec.qc))
+        for frames in config.frames:
+            keep = 1.0 if spec.qc == "none" else spec.keep
+            for row in tqdm(rows, desc=f"{spec.name} @{frames}", disable=not progress):
+                ans = pipe.answer(videos[row["id"], frames], row["question"], row["options"], keep=keep, max_new_tokens=4)
+                acc = ans.accounting
+                records.append(
+                    Record(
+                        system=spec.name,
+                        frames=frames,
+                        llm_tokens=len(ans.kept_frames) * model.model.visual_tokens_per_frame,
+                        token_layers=_visual_token_layers(acc["tokens_per_layer"], acc["text_tokens"]),
+                        id=row["id"],
+                        family=row["family"],
+                        depth=row.get("depth"),
+                        answer=row["answer"],
+                        prediction=ans.choice,
+                        kept_frames=ans.kept_frames,
+                    )
+                )
+    write_results(records, out_dir)
+    return records
+
+
+def write_results(records: list[Record], out_dir: Path) -> None:
+    with (out_dir / "predictions.jsonl").open("w") as f:
+        for r in records:
+            f.write(json.dumps({**dataclasses.asdict(r), "kept_frames": list(r.kept_frames)}) + "\n")
+    plots = plot(records, out_dir)
+    text = [
+        "# Evaluation results",
+        "",
+        "## Accuracy per system and frame count",
+        "",
+        markdown_table(records),
+        "",
+        "## Needle accuracy by depth",
+        "",
+        depth_table(records),
+        "",
+        *(f"![{p.stem}]({p.name})" for p in plots),
+        "",
+    ]
+    (out_dir / "results.md").write_text("\n".join(text))

@@ -1,0 +1,82 @@
+"""The `xcomp train` recipe: build model, processor and data from a `TrainConfig`, then run the `Trainer`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import torch
+
+from xcomp.errors import ConfigError
+from xcomp.model.configuration import XCompConfig
+from xcomp.model.convert import load_model
+from xcomp.model.modeling import XCompForCausalLM
+from xcomp.model.processing import XCompProcessor, build_prompt
+from xcomp.train.config import TrainConfig
+from xcomp.train.data import JsonlQADataset
+from xcomp.train.trainer import Trainer
+
+
+def vocab_for(processor: XCompProcessor, texts: Iterable[tuple[str, Sequence[str] | None, str]]) -> list[int]:
+    """Token ids a compact-vocabulary model needs for these (question, options, answer) triples.
+
+    Covers every prompt and answer, the chat/time-message template, all digits (durations and frame counts
+    vary) and the special tokens.
+    """
+    tok = processor.tokenizer
+    ids: set[int] = set()
+    for question, options, answer in texts:
+        ids.update(tok(build_prompt(question, options, 12.5, 64), add_special_tokens=False)["input_ids"])
+        ids.update(tok(answer, add_special_tokens=False)["input_ids"])
+    for text in ["0123456789", " 0 1 2 3 4 5 6 7 8 9 .", "<|im_end|>", "<|endoftext|>"]:
+        ids.update(tok(text, add_special_tokens=False)["input_ids"])
+    return sorted(ids)
+
+
+def build_dataset(config: TrainConfig) -> torch.utils.data.Dataset:
+    data = config.data
+    if data.source == "jsonl":
+        if not data.jsonl:
+            raise ConfigError("data.source = 'jsonl' needs data.jsonl")
+        return JsonlQADataset(data.jsonl, data.num_frames, data.image_size, data.fraction)
+    from xcomp.train.data import SynthQADataset
+
+    return SynthQADataset(data)
+
+
+def build_processor(config: TrainConfig) -> XCompProcessor:
+    path = config.tokenizer or (config.init if config.init != "tiny" else None)
+    if path is None:
+        raise ConfigError("init = 'tiny' needs `tokenizer` (a folder with the Qwen2.5 tokenizer files)")
+    return XCompProcessor.from_pretrained(path, image_size=config.data.image_size)
+
+
+def build_model(config: TrainConfig, processor: XCompProcessor, dataset) -> XCompForCausalLM:
+    """A fresh tiny model (compact vocabulary from the data) or a checkpoint, with the compression override."""
+    fields = {}
+    if config.compression:
+        fields["compression"] = config.compression
+    if config.schedule:
+        fields["schedule"] = config.schedule
+    if config.init == "tiny":
+        torch.manual_seed(config.seed)
+        model_config = XCompConfig.tiny(
+            num_layers=config.tiny_layers,
+            vocab_subset=vocab_for(processor, dataset.texts()),
+            video_token_id=processor.video_token_id,
+            **{"compression": "dense", **fields},
+        )
+        if model_config.vision_config.image_size != config.data.image_size:
+            raise ConfigError(f"tiny models take {model_config.vision_config.image_size}px frames")
+        return XCompForCausalLM(model_config)
+    if not Path(config.init).is_dir():
+        raise ConfigError(f"init model folder not found: {config.init}")
+    return load_model(config.init, **fields)
+
+
+def run(config: TrainConfig) -> Path:
+    """Train per `config`; returns the final model folder."""
+    processor = build_processor(config)
+    dataset = build_dataset(config)
+    model = build_model(config, processor, dataset)
+    return Trainer(config, model, dataset, processor).train()
