@@ -114,13 +114,22 @@ class XCompConfig(PreTrainedConfig):
 
     @classmethod
     def tiny(
-        cls, num_layers: int = 4, vocab_size: int = 151936, vocab_subset: list[int] | None = None, **fields
+        cls,
+        num_layers: int = 4,
+        vocab_size: int = 151936,
+        vocab_subset: list[int] | None = None,
+        hidden_size: int = 64,
+        patch_size: int = 8,
+        **fields,
     ) -> XCompConfig:
-        """A small model with the real code path (tests, synthetic training); a `vocab_subset` makes it a few MB."""
+        """A small model with the real code path (tests, synthetic training); a `vocab_subset` makes it a few MB.
+
+        Frames are 64 px; `patch_size` 16 gives exactly 16 patches per frame, so ToMe has nothing to merge.
+        """
         text = Qwen2Config(
             vocab_size=len(vocab_subset) + 1 if vocab_subset else vocab_size,
-            hidden_size=64,
-            intermediate_size=128,
+            hidden_size=hidden_size,
+            intermediate_size=2 * hidden_size,
             num_hidden_layers=num_layers,
             num_attention_heads=4,
             num_key_value_heads=2,
@@ -131,6 +140,11 @@ class XCompConfig(PreTrainedConfig):
             eos_token_id=151645,
         )
         vision = UMTVisionConfig(
-            hidden_size=64, num_hidden_layers=3, num_attention_heads=4, image_size=64, patch_size=8, num_frames=4
+            hidden_size=hidden_size,
+            num_hidden_layers=3,
+            num_attention_heads=4,
+            image_size=64,
+            patch_size=patch_size,
+            num_frames=4,
         )
         return cls(text_config=text, vision_config=vision, vocab_subset=vocab_subset, **fields)

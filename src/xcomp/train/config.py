@@ -53,6 +53,10 @@ class TrainConfig:
     """Override the compression schedule (tokens per frame entering each layer)."""
     tiny_layers: int = 4
     """LLM layers of a fresh tiny model (init='tiny')."""
+    tiny_hidden_size: int = 64
+    """Width of the LLM and vision tower of a fresh tiny model (init='tiny')."""
+    tiny_patch_size: int = 8
+    """Vision patch size of a fresh tiny model (16 -> 16 patches per 64 px frame)."""
     data: DataConfig = field(default_factory=DataConfig)
     """Training data."""
     steps: int = 200

@@ -62,6 +62,8 @@ def build_model(config: TrainConfig, processor: XCompProcessor, dataset) -> XCom
         torch.manual_seed(config.seed)
         model_config = XCompConfig.tiny(
             num_layers=config.tiny_layers,
+            hidden_size=config.tiny_hidden_size,
+            patch_size=config.tiny_patch_size,
             vocab_subset=vocab_for(processor, dataset.texts()),
             video_token_id=processor.video_token_id,
             **{"compression": "dense", **fields},

@@ -11,10 +11,12 @@ from torch import nn
 def merge_schedule(num_tokens: int, target: int) -> list[int]:
     """Tokens removed at each step: halve while that stays above `target`, then remove the remainder.
 
-    3136 -> 64 gives [1568, 784, 392, 196, 98, 34].
+    3136 -> 64 gives [1568, 784, 392, 196, 98, 34]; equal counts give [] (nothing to merge).
     """
-    if num_tokens <= target:
+    if num_tokens < target:
         raise ValueError(f"cannot merge {num_tokens} tokens down to {target}")
+    if num_tokens == target:
+        return []
     schedule = []
     while num_tokens - target > num_tokens // 2:
         schedule.append(num_tokens // 2)
