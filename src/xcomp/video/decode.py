@@ -1,21 +1,22 @@
 """Decode sampled frames from a video file or a folder of frame images.
 
-Decoder choice (measured on the 2-core x86-64 dev machine, see docs/synthetic_suite.md):
+Decoder choice, measured on the 2-core x86-64 dev machine (1,024 frames at 448 from generated
+720p H.264 videos; details and numbers in docs/synthetic_suite.md):
 
-* PyAV 18 (FFmpeg 8 bundled in the wheel, wheels for x86-64/aarch64 Linux, macOS and Windows,
-  actively maintained) is the decoder. It exposes container seeking and frame timestamps, so
-  sparse sampling can seek to the keyframe before each wanted frame and decode forward.
-* torchcodec 0.17 installs from PyPI but does not bundle FFmpeg: it fails to load without the
-  system FFmpeg shared libraries (``apt install ffmpeg``), which the project cannot assume. With
-  them installed its exact-seek sampling was not faster than PyAV here.
-* decord 0.6.0 (last release 2021, x86-64 wheels only, no aarch64) still imports, and was slower
-  than PyAV's seek-based path for 1,024 frames from a long video; the maintained forks
-  (eva-decord) are the same code base.
+* PyAV 18 (FFmpeg 8 inside the wheel; wheels for x86-64 and aarch64 Linux, macOS, Windows;
+  actively maintained) is the decoder: 85 s for the 1-hour video with keyframe seeking, 201 s
+  decoding every frame. It exposes seeking, frame timestamps and the container's keyframe index.
+* decord 0.6.0 (last release 2021, x86-64 wheels only, no aarch64): 170 s for the same frames
+  and twice the memory.
+* torchcodec 0.17 from PyPI does not import with the CPU build of torch (its image library
+  needs CUDA's libnvrtc); the CPU build lives on the PyTorch wheel index and also needs the
+  system FFmpeg libraries, so it could not be measured or depended on.
 
-No second library is kept as a fallback at runtime: PyAV covers every container/codec FFmpeg
-supports, and frame folders are read with Pillow.
+No second library is kept. The fallbacks live inside PyAV: streams without an index or
+timestamps (raw ``.h264``) are decoded forward, and anything FFmpeg cannot decode can be given
+as a folder of extracted frames.
 
-Memory stays bounded: every wanted frame is converted and resized as soon as it is decoded and
+Memory stays bounded: each wanted frame is converted and resized as soon as it is decoded and
 written into one preallocated ``[T, size, size, 3]`` array; decoded frames are never collected.
 """
 
@@ -44,6 +45,10 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
 _EOF_TOLERANCE_FRAMES = 2
 """Frame counts and durations in metadata may overshoot the real stream by a frame or two."""
+
+_SEEK_COST_FRAMES = 24
+"""A seek (decoder flush, keyframe decode, threads re-primed) costs about this many frames of
+sequential decoding: measured break-even on 720p H.264 with 2-second GOPs."""
 
 
 @dataclass
@@ -79,11 +84,11 @@ def load_video(
     return _load_file(path, config, num_frames, progress, strategy)
 
 
-def _resize(image: Image.Image, size: int | None) -> np.ndarray:
-    image = image.convert("RGB")
-    if size is not None and image.size != (size, size):
-        image = image.resize((size, size), Image.Resampling.BICUBIC)
-    return np.asarray(image)
+def _square(array: np.ndarray, size: int | None) -> np.ndarray:
+    """Resize an RGB array to size x size with PIL bicubic, as the model's image processor does."""
+    if size is None or array.shape[:2] == (size, size):
+        return array
+    return np.asarray(Image.fromarray(array).resize((size, size), Image.Resampling.BICUBIC))
 
 
 def _progress(total: int, enabled: bool, name: str) -> tqdm:
@@ -126,7 +131,7 @@ def _load_folder(path: Path, config: FrameSamplingConfig, num_frames: int | None
 def _read_image(path: Path, size: int | None) -> np.ndarray:
     try:
         with Image.open(path) as image:
-            return _resize(image, size)
+            return _square(np.asarray(image.convert("RGB")), size)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
         raise VideoError(f"{path}: cannot read frame image ({error})") from error
 
@@ -141,6 +146,8 @@ class _StreamInfo:
     n_total: int
     start_pts: int
     time_base: float
+    seekable: bool
+    """False for streams without duration or frame count (raw elementary streams): decode forward."""
 
 
 def _load_file(
@@ -161,15 +168,14 @@ def _load_file(
         info = _stream_info(container, stream, path)
         schedule = sample_frames(info.duration, info.fps, info.n_total, config, num_frames, source=str(path))
         with _progress(len(schedule.indices), progress, path.name) as bar:
-            frames, timestamps = _decode_schedule(container, stream, info, schedule, config.size, strategy, bar, path)
-    return Video(frames, timestamps, schedule.indices, info.duration, str(path))
+            sink = _FrameSink(len(schedule.indices), config.size, bar)
+            _decode_schedule(container, stream, info, schedule, sink, strategy, path)
+    return Video(sink.frames, sink.times, schedule.indices, info.duration, str(path))
 
 
 def _check_codec(stream: av.VideoStream, path: Path) -> None:
-    context = stream.codec_context
-    if context is None or context.codec is None:
-        tag = stream.codec_tag or "unknown"
-        raise VideoError(f"{path}: unsupported video codec ({tag}): FFmpeg has no decoder for it")
+    if stream.codec_context is None:
+        raise VideoError(f"{path}: unsupported video codec (FFmpeg has no decoder for this stream)")
 
 
 def _stream_info(container: av.container.InputContainer, stream: av.VideoStream, path: Path) -> _StreamInfo:
@@ -185,44 +191,89 @@ def _stream_info(container: av.container.InputContainer, stream: av.VideoStream,
     else:
         duration = 0.0
     n_total = stream.frames or round(duration * fps)
-    if n_total <= 0:
-        n_total = _count_packets(container, stream, path)
-        duration = n_total / fps
+    seekable = n_total > 0
+    if not seekable:
+        n_total = _count_packets(path, stream.index)
     if not duration:
         duration = n_total / fps
-    return _StreamInfo(fps, duration, n_total, stream.start_time or 0, time_base)
+    return _StreamInfo(fps, duration, n_total, stream.start_time or 0, time_base, seekable)
 
 
-def _count_packets(container: av.container.InputContainer, stream: av.VideoStream, path: Path) -> int:
-    """Count frames by demuxing (no decoding) when the container has no duration or frame count."""
+def _count_packets(path: Path, stream_index: int) -> int:
+    """Count frames by demuxing (no decoding) when the container has no duration or frame count.
+
+    A second handle is used because such containers (raw elementary streams) often cannot seek back.
+    """
     try:
-        count = sum(1 for packet in container.demux(stream) if packet.size)
-        container.seek(0, stream=stream)
+        with av.open(str(path)) as container:
+            stream = container.streams.video[stream_index]
+            return sum(1 for packet in container.demux(stream) if packet.size)
     except av.error.FFmpegError as error:
         raise VideoError(f"{path}: cannot read video packets ({error.strerror})") from error
-    return count
 
 
-class _KeyframeTracker:
-    """Learns a lower bound on keyframe spacing while decoding, to decide when seeking pays off.
+class _SeekPolicy:
+    """Decides, once per wanted frame, whether to seek to it or to keep decoding forward.
 
-    A seek lands on the keyframe before the target. It only saves work when that keyframe lies
-    after the current decode position, which is likely only when the gap to the next target
-    exceeds the keyframe interval. The bound grows with every stretch decoded without a keyframe.
+    A seek restarts decoding at the keyframe before the target, so it only pays off when that
+    keyframe lies well after the current position (a seek also flushes the decoder, which costs
+    about ``_SEEK_COST_FRAMES`` frames of decoding on the dev machine). The container index (mp4
+    sample table, mkv cues, avi idx1) gives the keyframe times; without one, a lower bound on the
+    keyframe spacing is learnt while decoding.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, strategy: DecodeStrategy, keyframes: np.ndarray | None, frame_time: float) -> None:
+        self.strategy, self.keyframes, self.frame_time = strategy, keyframes, frame_time
         self.spacing = 0.0
         self.last_key: float | None = None
 
-    def reset(self) -> None:
+    def should_seek(self, target: float, position: float) -> bool:
+        if self.strategy == "sequential":
+            return False
+        if position == -np.inf:
+            return target > 0
+        gap = target - position
+        if self.strategy == "seek":
+            return gap > 1.5 * self.frame_time
+        skip = _SEEK_COST_FRAMES * self.frame_time
+        if self.keyframes is not None:
+            before = np.searchsorted(self.keyframes, target + 0.5 * self.frame_time, side="right") - 1
+            return before >= 0 and self.keyframes[before] - position > skip
+        return gap > max(self.spacing, skip)
+
+    def seeked(self) -> None:
         self.last_key = None
 
     def observe(self, time: float, key_frame: bool) -> None:
+        """Grow the keyframe-spacing bound with every stretch decoded since the last keyframe."""
         if self.last_key is not None:
             self.spacing = max(self.spacing, time - self.last_key)
         if key_frame or self.last_key is None:
             self.last_key = time
+
+
+def _keyframe_times(stream: av.VideoStream, info: _StreamInfo) -> np.ndarray | None:
+    """Keyframe times (s) from the container index, or None when the container has no index."""
+    times = [entry.timestamp for entry in stream.index_entries if entry.is_keyframe]
+    if not times:
+        return None
+    return np.sort((np.array(times, np.float64) - info.start_pts) * info.time_base)
+
+
+class _FrameSink:
+    """Output frames, allocated on the first stored frame (its shape depends on ``size``)."""
+
+    def __init__(self, count: int, size: int | None, bar: tqdm) -> None:
+        self.count, self.size, self.bar = count, size, bar
+        self.frames: np.ndarray | None = None
+        self.times = np.zeros(count, np.float64)
+
+    def store(self, start: int, stop: int, frame: av.VideoFrame, time: float) -> None:
+        image = _square(frame.to_ndarray(format="rgb24"), self.size)  # ~30x faster than to_image()
+        if self.frames is None:
+            self.frames = np.empty((self.count, *image.shape), np.uint8)
+        self.frames[start:stop], self.times[start:stop] = image, time
+        self.bar.update(stop - start)
 
 
 def _decode_schedule(
@@ -230,84 +281,75 @@ def _decode_schedule(
     stream: av.VideoStream,
     info: _StreamInfo,
     schedule: FrameSchedule,
-    size: int | None,
+    sink: _FrameSink,
     strategy: DecodeStrategy,
-    bar: tqdm,
     path: Path,
-) -> tuple[np.ndarray, np.ndarray]:
+) -> None:
+    """Fill ``sink`` with the first frame at or after each target time, seeking per ``strategy``."""
     targets = schedule.timestamps
     frame_time = 1.0 / info.fps
     tolerance = 0.5 * frame_time
-    frames: np.ndarray | None = None
-    times = np.zeros(len(targets), np.float64)
-    tracker = _KeyframeTracker()
+    strategy = strategy if info.seekable else "sequential"
+    policy = _SeekPolicy(strategy, _keyframe_times(stream, info) if strategy == "auto" else None, frame_time)
     position = -np.inf
-    slot = 0
+    slot, decided = 0, -1
     decoder = None
     last = None
     while slot < len(targets):
-        gap = targets[slot] - position
-        should_seek = decoder is None or {
-            "seek": gap > 1.5 * frame_time,
-            "sequential": False,
-            "auto": gap > max(tracker.spacing, 3 * frame_time),
-        }[strategy]
-        if should_seek:
-            decoder = _seek(container, stream, info, targets[slot] - tolerance, strategy, path)
-            tracker.reset()
-        frame = _next_frame(decoder, path)
+        if slot != decided:
+            decided = slot
+            if policy.should_seek(targets[slot], position):
+                _seek(container, stream, info, targets[slot] - tolerance, path)
+                decoder = None
+                policy.seeked()
+        if decoder is None:
+            decoder = container.decode(stream)
+        frame = _next_frame(decoder, path, position)
         if frame is None:
             break
-        time = (frame.pts - info.start_pts) * info.time_base if frame.pts is not None else position + frame_time
+        if frame.pts is not None:
+            time = (frame.pts - info.start_pts) * info.time_base
+        else:  # streams without timestamps are decoded from the start: count frames
+            time = position + frame_time if position > -np.inf else 0.0
         position = time
-        tracker.observe(time, frame.key_frame)
+        policy.observe(time, frame.key_frame)
         last = (frame, time)
-        if time < targets[slot] - tolerance:
-            continue
-        image = _resize(frame.to_image(), size)
-        if frames is None:
-            frames = np.empty((len(targets), *image.shape), np.uint8)
-        while slot < len(targets) and targets[slot] - tolerance <= time:
-            frames[slot], times[slot] = image, time
-            slot += 1
-            bar.update()
+        stop = slot
+        while stop < len(targets) and targets[stop] - tolerance <= time:
+            stop += 1
+        if stop > slot:
+            sink.store(slot, stop, frame, time)
+            slot = stop
     if slot < len(targets):
-        _fill_tail(frames, times, slot, targets, last, size, info, path)
-    return frames, times
+        _fill_tail(sink, slot, targets, last, info, path)
 
 
-def _seek(container, stream, info: _StreamInfo, time: float, strategy: DecodeStrategy, path: Path):
-    """Restart decoding at the keyframe before ``time`` (or at the start, for sequential decoding)."""
-    offset = info.start_pts + int(max(time, 0.0) / info.time_base)
+def _seek(container, stream: av.VideoStream, info: _StreamInfo, time: float, path: Path) -> None:
+    """Move the demuxer to the keyframe at or before ``time`` (seconds from the start)."""
     try:
-        if strategy != "sequential" and offset > info.start_pts:
-            container.seek(offset, stream=stream, backward=True)
-        elif strategy != "sequential":
-            container.seek(info.start_pts, stream=stream, backward=True)
+        container.seek(info.start_pts + int(max(time, 0.0) / info.time_base), stream=stream, backward=True)
     except av.error.FFmpegError as error:
-        raise VideoError(f"{path}: seeking failed at {time:.1f}s ({error.strerror})") from error
-    return container.decode(stream)
+        raise VideoError(f"{path}: seeking to {time:.2f}s failed ({error.strerror})") from error
 
 
-def _next_frame(decoder, path: Path) -> av.VideoFrame | None:
+def _next_frame(decoder, path: Path, position: float) -> av.VideoFrame | None:
     try:
         return next(decoder, None)
     except av.error.FFmpegError as error:
-        raise VideoError(f"{path}: decoding failed (corrupt or unsupported data: {error.strerror})") from error
+        where = "at the start" if position == -np.inf else f"after {position:.2f}s"
+        raise VideoError(
+            f"{path}: decoding failed {where} (corrupt or truncated data: {error.strerror})"
+        ) from error
 
 
-def _fill_tail(frames, times, slot, targets, last, size, info: _StreamInfo, path: Path) -> None:
+def _fill_tail(sink: _FrameSink, slot: int, targets: np.ndarray, last, info: _StreamInfo, path: Path) -> None:
     """Targets past the end of the stream: accept a metadata overshoot of a frame or two, else fail."""
     if last is None:
         raise VideoError(f"{path}: video has no decodable frames")
     frame, time = last
-    missing = targets[slot]
-    if missing - time > _EOF_TOLERANCE_FRAMES / info.fps:
+    if targets[-1] - time > _EOF_TOLERANCE_FRAMES / info.fps:
         raise VideoError(
             f"{path}: video ends at {time:.2f}s but its metadata says {info.duration:.2f}s "
             "(truncated or corrupt file)"
         )
-    image = _resize(frame.to_image(), size)
-    if frames is None:
-        frames = np.empty((len(targets), *image.shape), np.uint8)
-    frames[slot:], times[slot:] = image, time
+    sink.store(slot, len(targets), frame, time)

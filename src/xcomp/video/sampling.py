@@ -48,11 +48,6 @@ class FrameSamplingConfig:
             raise ConfigError(f"multiple_of must be >= 1, got {self.multiple_of}")
         if not 1 <= self.min_frames <= self.max_frames:
             raise ConfigError(f"need 1 <= min_frames <= max_frames, got {self.min_frames}, {self.max_frames}")
-        if self.min_frames % self.multiple_of or self.max_frames % self.multiple_of:
-            raise ConfigError(
-                f"min_frames ({self.min_frames}) and max_frames ({self.max_frames}) "
-                f"must be multiples of multiple_of ({self.multiple_of})"
-            )
         if self.size is not None and self.size < 1:
             raise ConfigError(f"size must be positive or None, got {self.size}")
 
@@ -68,10 +63,14 @@ class FrameSchedule:
 
 
 def target_frame_count(duration: float, config: FrameSamplingConfig) -> int:
-    """Frames to sample for a video of ``duration`` seconds, before capping to what the video has."""
+    """Frames to sample for a video of ``duration`` seconds, before capping to what the video has.
+
+    The clamped count is rounded down to a multiple of ``multiple_of`` (at least one group), so it
+    can fall below ``min_frames`` only when the bounds are not multiples themselves.
+    """
     n = round(duration * config.fps)
     n = min(max(n, config.min_frames), config.max_frames)
-    return n // config.multiple_of * config.multiple_of
+    return max(n // config.multiple_of, 1) * config.multiple_of
 
 
 def sample_frames(

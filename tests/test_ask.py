@@ -1,0 +1,59 @@
+"""`xcomp ask` end to end: a generated video, a saved tiny model, the answer with kept frames and savings."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.conftest import TOKENIZER_DIR, require
+from tests.test_cli import run_cli
+from xcomp import XCompConfig, XCompForCausalLM
+from xcomp.model.processing import XCompProcessor
+from xcomp.synth.generate import SynthParams, write_suite
+from xcomp.train.recipe import vocab_for
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    processor = XCompProcessor.from_pretrained(require(TOKENIZER_DIR), image_size=64)
+    subset = vocab_for(processor, [("Which object appears?", ["red star", "blue ring"], "A")])
+    config = XCompConfig.tiny(num_layers=4, vocab_subset=subset, video_token_id=processor.video_token_id)
+    path = tmp_path_factory.mktemp("model")
+    XCompForCausalLM(config).save_pretrained(path)
+    processor.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def suite(tmp_path_factory):
+    out = tmp_path_factory.mktemp("suite")
+    jsonl = write_suite(out, "needle", 1, seed=3, params=SynthParams(frames=32, size=64, span=2))
+    return out, json.loads(jsonl.read_text().splitlines()[0])
+
+
+def test_ask_answers_with_kept_frames_and_savings(model_dir, suite):
+    out, case = suite
+    res = run_cli(
+        "ask", str(out / case["video"]), case["question"], "--options", *case["options"],
+        "--model", str(model_dir), "--frames", "32", "--keep", "8", "--show-frames",
+    )
+    assert res.returncode == 0, res.stderr
+    lines = dict(line.split(": ", 1) for line in res.stdout.splitlines() if ": " in line)
+    assert "answer" in lines and "choice" in lines
+    assert lines["frames"] == "8 kept of 32 sampled"
+    kept = [int(item.split("@")[0]) for item in lines["kept frames"].split(", ")]
+    assert len(kept) == 8 and kept == sorted(kept) and all(0 <= i < 32 for i in kept)
+    assert "x)" in lines["LLM cost vs dense over all 32 frames"]
+
+
+def test_ask_bad_inputs_are_one_line_errors(model_dir, tmp_path):
+    not_video = tmp_path / "notes.mp4"
+    not_video.write_text("this is not a video")
+    for video, extra in [(tmp_path / "missing.mp4", []), (not_video, []), (tmp_path, ["--frames", "6"])]:
+        res = run_cli("ask", str(video), "what?", "--model", str(model_dir), *extra)
+        assert res.returncode != 0
+        err = res.stderr.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("error:"), res.stderr
+    res = run_cli("ask", str(not_video), "what?", "--model", str(tmp_path / "no_model"))
+    assert res.returncode != 0 and res.stderr.strip().startswith("error:")
