@@ -1,4 +1,4 @@
-"""The `xcomp` command line: ask, info, convert (and synth, bench)."""
+"""The `xcomp` command line: ask, synth, info, train, eval, bench, convert."""
 
 from __future__ import annotations
 
@@ -74,24 +74,24 @@ def default_model_path():
 def cmd_ask(args: argparse.Namespace) -> int:
     """Answer a question about a video: sample frames, QC-Comp selection, LP-Comp generation."""
     from xcomp.compression.qc_comp import QCCompConfig
+    from xcomp.model.convert import load_config
     from xcomp.pipeline import XCompPipeline
-    from xcomp.video.sampling import FrameSamplingConfig
+    from xcomp.video import FrameSamplingConfig, load_video
 
     model_path = args.model or default_model_path()
     if model_path is None:
         raise XCompError("no --model given and this install has no embedded default model")
-    pipe = XCompPipeline.from_pretrained(model_path, qc=QCCompConfig(scorer=args.scorer))
+    config = load_config(model_path)  # cheap: lets a bad video fail before the weights load
+    clip, size = config.local_num_frames, config.vision_config.image_size
+    if args.frames is not None and (args.frames < clip or args.frames % clip):
+        raise XCompError(f"--frames must be a positive multiple of {clip} (the model's clip length)")
+    sampling = FrameSamplingConfig(multiple_of=clip, size=size)
     if args.frames:
-        clip = pipe.model.config.local_num_frames
-        if args.frames % clip:
-            raise XCompError(f"--frames must be a multiple of {clip} (the model's clip length)")
-        pipe.sampling = FrameSamplingConfig(
-            min_frames=args.frames, max_frames=args.frames, multiple_of=clip, size=pipe.processor.image_size
-        )
+        sampling = FrameSamplingConfig(min_frames=args.frames, max_frames=args.frames, multiple_of=clip, size=size)
+    video = load_video(args.video, sampling, progress=True)
+    pipe = XCompPipeline.from_pretrained(model_path, sampling=sampling, qc=QCCompConfig(scorer=args.scorer))
     keep = None if args.keep is None else int(args.keep) if args.keep >= 1 else args.keep
-    result = pipe.answer(
-        args.video, args.question, options=args.options, keep=keep, max_new_tokens=args.max_new_tokens
-    )
+    result = pipe.answer(video, args.question, options=args.options, keep=keep, max_new_tokens=args.max_new_tokens)
     acc = result.accounting
     print(f"answer: {result.text}")
     if args.options:
@@ -120,6 +120,44 @@ def cmd_convert(args: argparse.Namespace) -> int:
     model.save_pretrained(args.dst)
     print(f"wrote {args.dst} (compression: {model.config.compression})")
     return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Supervised fine-tuning (dense pre-training or SCT) from a TOML/YAML config; resumes automatically."""
+    from xcomp.train.config import TrainConfig
+    from xcomp.train.recipe import run
+
+    config = TrainConfig.from_file(args.config, output_dir=args.output_dir, steps=args.steps)
+    final = run(config)
+    print(f"final model: {final}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Accuracy of several systems on a QA JSONL; writes results.md, predictions.jsonl and plots."""
+    from xcomp.evaluation.runner import EvalConfig, evaluate
+
+    config = EvalConfig.from_file(args.config)
+    if args.output_dir:
+        config.output_dir = args.output_dir
+    if args.limit:
+        config.limit = args.limit
+    evaluate(config)
+    print(f"results: {config.output_dir}/results.md")
+    return 0
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    from xcomp.synth.command import run
+
+    return run(args)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Per-stage time, memory, KV bytes and FLOPs of every compression method, with ratios to dense."""
+    from xcomp.bench.compression import run
+
+    return run(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -152,10 +190,38 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("dst", help="output folder")
     conv.add_argument("--compression", choices=["dense", "lp_comp", "uniform_drop", "pre_pool", "attn_prune"])
     conv.set_defaults(func=cmd_convert)
+
+    train = sub.add_parser("train", help="fine-tune a model (dense pre-training or SCT) from a config file")
+    train.add_argument("config", help="training config (.toml / .yaml), see configs/")
+    train.add_argument("--output-dir", help="override output_dir")
+    train.add_argument("--steps", type=int, help="override steps")
+    train.set_defaults(func=cmd_train)
+
+    evaluate = sub.add_parser("eval", help="accuracy of systems on a QA JSONL (tables + plots)")
+    evaluate.add_argument("config", help="evaluation config (.toml), see configs/")
+    evaluate.add_argument("--output-dir", help="override output_dir")
+    evaluate.add_argument("--limit", type=int, help="evaluate only the first N questions")
+    evaluate.set_defaults(func=cmd_eval)
+
+    from xcomp.synth.command import add_arguments as add_synth_arguments
+
+    synth = sub.add_parser("synth", help="generate the synthetic long-video QA suite (videos + JSONL)")
+    add_synth_arguments(synth)
+    synth.set_defaults(func=cmd_synth)
+
+    from xcomp.bench.compression import add_arguments as add_bench_arguments
+
+    bench = sub.add_parser("bench", help="efficiency benchmark: what each compression method buys, per stage")
+    add_bench_arguments(bench)
+    bench.set_defaults(func=cmd_bench)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()  # the CLI reports its own errors; library chatter would bury them
+    hf_logging.disable_progress_bar()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
