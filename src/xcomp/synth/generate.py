@@ -132,8 +132,8 @@ def iter_cases(
 def yuv420p(rgb: np.ndarray) -> np.ndarray:
     """BT.601 limited-range 4:2:0 planes ([H * 3/2, W] uint8) from RGB, in exact integer math.
 
-    Converting here instead of in swscale keeps the encoder input bit-exact: swscale's result
-    depended on conversions done earlier in the same process.
+    Converting here rather than in swscale keeps the encoder input independent of swscale's
+    version and SIMD code paths.
     """
     r, g, b = (rgb[..., k].astype(np.int32) for k in range(3))
     y = ((66 * r + 129 * g + 25 * b + 128) >> 8) + 16
@@ -146,18 +146,26 @@ def yuv420p(rgb: np.ndarray) -> np.ndarray:
 
 
 def write_mp4(path: Path, frames: np.ndarray, fps: float) -> None:
-    """H.264 (yuv420p BT.601, crf 20) mp4; one encoder thread keeps the bytes identical across machines."""
+    """H.264 (yuv420p BT.601, crf 20) mp4 whose bytes depend only on the frames.
+
+    x264's output depends on its thread count, so one thread; its macroblock-tree rate control
+    (mbtree) made the first frame differ now and then between encodes in one long-lived process
+    (seen in the test suite), so it is off.
+    """
     with av.open(
         str(path), "w", container_options={"fflags": "+bitexact", "movflags": "+faststart"}
     ) as container:
-        stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
+        rate = Fraction(fps).limit_denominator(1001)
+        stream = container.add_stream("libx264", rate=rate)
         stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
-        stream.options = {"crf": "20", "preset": "veryfast", "threads": "1"}
+        stream.options = {"crf": "20", "preset": "veryfast", "threads": "1", "x264-params": "mbtree=0"}
         context = stream.codec_context
         context.colorspace = context.color_primaries = context.color_trc = BT601
         context.color_range = LIMITED_RANGE
-        for frame in frames:
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(yuv420p(frame), format="yuv420p")))
+        for index, frame in enumerate(frames):
+            picture = av.VideoFrame.from_ndarray(yuv420p(frame), format="yuv420p")
+            picture.pts, picture.time_base = index, 1 / rate
+            container.mux(stream.encode(picture))
         container.mux(stream.encode())
 
 
