@@ -57,3 +57,12 @@ def test_ask_bad_inputs_are_one_line_errors(model_dir, tmp_path):
         assert len(err) == 1 and err[0].startswith("error:"), res.stderr
     res = run_cli("ask", str(not_video), "what?", "--model", str(tmp_path / "no_model"))
     assert res.returncode != 0 and res.stderr.strip().startswith("error:")
+
+
+def test_question_that_does_not_fit_the_context(model_dir, suite):
+    out, case = suite
+    long_question = "x " * 33000  # one token each: more than the 32,768 positions of the tiny model
+    res = run_cli("ask", str(out / case["video"]), long_question, "--model", str(model_dir), "--frames", "32")
+    assert res.returncode != 0
+    err = res.stderr.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: prompt needs"), res.stderr[-500:]

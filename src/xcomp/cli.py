@@ -88,7 +88,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
     sampling = FrameSamplingConfig(multiple_of=clip, size=size)
     if args.frames:
         sampling = FrameSamplingConfig(min_frames=args.frames, max_frames=args.frames, multiple_of=clip, size=size)
-    video = load_video(args.video, sampling, progress=True)
+    video = load_video(args.video, sampling, progress=sys.stderr.isatty())
     pipe = XCompPipeline.from_pretrained(model_path, sampling=sampling, qc=QCCompConfig(scorer=args.scorer))
     keep = None if args.keep is None else int(args.keep) if args.keep >= 1 else args.keep
     result = pipe.answer(video, args.question, options=args.options, keep=keep, max_new_tokens=args.max_new_tokens)

@@ -18,7 +18,7 @@ import torch
 
 from xcomp.accounting import layer_flops, run_cost, vision_flops
 from xcomp.compression.qc_comp import FrameScores, QCCompConfig, score_frames, split_prompt
-from xcomp.errors import XCompError
+from xcomp.errors import PromptTooLongError, XCompError
 from xcomp.model.modeling import XCompForCausalLM
 from xcomp.model.processing import PromptConfig, XCompProcessor, build_prompt, parse_choice
 from xcomp.video.decode import Video, load_video
@@ -124,6 +124,7 @@ class XCompPipeline:
         batch = self.processor.tokenize([prompt])
         ids = batch["input_ids"].to(self.model.device)
         k = self._num_kept(keep, N)
+        self._check_context(ids.shape[1], k, max_new_tokens)
 
         t0 = time.perf_counter()
         scores = None
@@ -189,6 +190,16 @@ class XCompPipeline:
             chunks.append(self.model.model.encode_video(pixels, [len(pixels)])[0])
         T = self.model.model.visual_tokens_per_frame
         return torch.cat(chunks)[: N * T], len(frames)
+
+    def _check_context(self, prompt_tokens: int, kept_frames: int, max_new_tokens: int) -> None:
+        """The answering sequence (prompt + kept frames' tokens + answer) must fit the LLM's positions."""
+        limit = self.model.config.text_config.max_position_embeddings
+        total = prompt_tokens - 1 + kept_frames * self.model.model.visual_tokens_per_frame + max_new_tokens
+        if total > limit:
+            raise PromptTooLongError(
+                f"prompt needs {total} positions ({prompt_tokens} text tokens, {kept_frames} frames, "
+                f"{max_new_tokens} answer tokens) but the model has {limit}; shorten the question or keep fewer frames"
+            )
 
     def _num_kept(self, keep: int | float | None, num_frames: int) -> int:
         if keep is None:
