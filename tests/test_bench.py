@@ -10,8 +10,8 @@ import json
 import pytest
 
 from xcomp.bench.compression import MEASURED_COLUMNS, METHODS, RATIO_COLUMNS, expected_scoring_flops
-from xcomp.compression.qc_comp import QCCompConfig
 from xcomp.cli import main
+from xcomp.compression.qc_comp import QCCompConfig
 from xcomp.model.configuration import XCompConfig
 
 FRAMES = (8, 16)
@@ -23,7 +23,14 @@ def run(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
     argv = ["bench", "--shape", "tiny", "--frames", *map(str, FRAMES), "--skip-video", "--warmup", "0"]
     argv += ["--repeats", "1", "--decode-tokens", "1", "--threads", "1", "--text-tokens", str(TEXT)]
-    argv += ["--markdown", str(out / "bench.md"), "--json", str(out / "bench.json"), "--plot", str(out / "b.png")]
+    argv += [
+        "--markdown",
+        str(out / "bench.md"),
+        "--json",
+        str(out / "bench.json"),
+        "--plot",
+        str(out / "b.png"),
+    ]
     assert main(argv) == 0
     return (out / "bench.md").read_text(), json.loads((out / "bench.json").read_text()), out / "b.png"
 
@@ -34,7 +41,9 @@ def test_tables_have_every_row_and_column(run):
         assert f"| {column} |" in text or f"| {column} " in text
     rows = {(r["frames"], r["method"]) for r in data["rows"]}
     assert rows == {(n, m) for n in FRAMES for m in METHODS}
-    body = [line for line in text.splitlines() if line.startswith("| ") and line.split("|")[1].strip().isdigit()]
+    body = [
+        line for line in text.splitlines() if line.startswith("| ") and line.split("|")[1].strip().isdigit()
+    ]
     assert len(body) == 2 * len(FRAMES) * len(METHODS)  # measured + ratio table
     assert "command: `xcomp bench --shape tiny" in text and "torch" in text and "device:" in text
     assert plot.stat().st_size > 0

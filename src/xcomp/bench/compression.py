@@ -208,15 +208,13 @@ class Stage:
     """Median over the timed calls."""
     peak_bytes: int
     """Peak working memory of the first call (see `PeakMemory`)."""
-    cold_seconds: float
-    """The first call alone (memory tracking included)."""
 
 
 def measure(
     fn: Callable[[], object], device: torch.device, warmup: int, repeats: int
 ) -> tuple[Stage, object]:
     """Median seconds of `repeats` calls of `fn` after `warmup` calls; memory of the first call; last output."""
-    times, out, peak, cold = [], None, 0, 0.0
+    times, out, peak = [], None, 0
     for i in range(warmup + max(repeats, 1)):
         out = None
         with PeakMemory(device) if i == 0 else nullcontext() as memory:
@@ -226,10 +224,10 @@ def measure(
             _sync(device)
             seconds = time.perf_counter() - start
         if i == 0:
-            peak, cold = memory.peak, seconds
+            peak = memory.peak
         if i >= warmup:
             times.append(seconds)
-    return Stage(statistics.median(times), peak, cold), out
+    return Stage(statistics.median(times), peak), out
 
 
 def _sync(device: torch.device) -> None:
@@ -264,7 +262,6 @@ class Row:
     """`RunCost` of the LLM prefill over `llm_frames`."""
     qc_flops: float = 0.0
     vision_flops: float = 0.0
-    cold_prefill_s: float = 0.0
 
     @property
     def ttft_s(self) -> float:
@@ -479,7 +476,6 @@ class Bench:
             tokens_per_layer=out.tokens_per_layer[:-1, 0].tolist(),
             analytic=asdict(cost),
             qc_flops=qc_flops,
-            cold_prefill_s=prefill_stage.cold_seconds,
         )
 
 
@@ -546,7 +542,7 @@ def environment(args: argparse.Namespace, model: XCompForCausalLM) -> dict:
         name = torch.cuda.get_device_name(device)
         hardware = f"{name}, CUDA {torch.version.cuda}"
     else:
-        hardware = f"{_cpu_name()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
+        hardware = f"CPU {_cpu_name()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
     params = sum(p.numel() for p in model.parameters())
     return {
         "device": hardware,
@@ -735,7 +731,9 @@ def plot(results: list[BenchResult], path: Path) -> None:
             ax_mem.plot(x, [r.kv_bytes / MIB for r in mine], "s--", color=f"C{i}", alpha=0.6)
         dense = [r for r in rows if r.method == "dense"]
         front = [(r.video_s or 0.0) + r.vision_s for r in dense]
-        ax_time.plot([r.frames for r in dense], front, "k--", alpha=0.5, label="video decode + vision (all rows)")
+        ax_time.plot(
+            [r.frames for r in dense], front, "k--", alpha=0.5, label="video decode + vision (all rows)"
+        )
         ax_time.set(xscale="log", yscale="log", xlabel="frames", ylabel="seconds",
                     title=f"{title}\nLLM time: QC scoring + prefill")  # fmt: skip
         ax_mem.set(xscale="log", yscale="log", xlabel="frames", ylabel="MiB",
@@ -924,10 +922,16 @@ def _notes(bench: Bench, result: BenchResult) -> list[str]:
         if not mismatched
         else f"measured tokens per layer differ from the analytic schedule for {', '.join(mismatched)}"
     )
+    kv_off = [f"{r.method}@{r.frames}" for r in result.rows if r.kv_bytes != r.analytic["kv_cache_bytes"]]
+    notes.append(
+        "measured KV-cache bytes equal the analytic ones for every row"
+        if not kv_off
+        else f"measured KV-cache bytes differ from the analytic ones for {', '.join(kv_off)}"
+    )
     for frames, (stage, measured) in sorted(bench._vision.items()):
         if frames >= bench.base.local_num_frames * 2 or len(bench._vision) == 1:
             notes.append(
-                f"vision: {measured} frames encoded, {stage.seconds / measured:.3f} s/frame, "
+                f"vision: {measured} frames encoded, {stage.seconds / measured * 1e3:.1f} ms/frame, "
                 f"peak working memory {stage.peak_bytes / MIB:.0f} MiB per {min(measured, args.vision_batch)}-frame call"
             )
     if any(r.vision_extrapolated for r in result.rows):
@@ -944,12 +948,6 @@ def _notes(bench: Bench, result: BenchResult) -> list[str]:
         f"{args.pool_tokens} tokens/frame; QC-Comp keeps {args.qc_keep:.0%} of frames "
         f"({QCCompConfig().segment_frames}-frame windows, shifts {QCCompConfig().pass_offsets})"
     )
-    cold = [r for r in result.rows if r.cold_prefill_s > 1.5 * r.prefill_s and args.warmup + args.repeats > 1]
-    if cold:
-        notes.append(
-            "first-call prefill much slower than the median: "
-            + ", ".join(f"{r.method}@{r.frames} {r.cold_prefill_s:.2f}s" for r in cold)
-        )
     return notes
 
 
