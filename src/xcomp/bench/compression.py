@@ -542,7 +542,7 @@ def environment(args: argparse.Namespace, model: XCompForCausalLM) -> dict:
         name = torch.cuda.get_device_name(device)
         hardware = f"{name}, CUDA {torch.version.cuda}"
     else:
-        hardware = f"CPU {_cpu_name()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
+        hardware = f"CPU {_cpu_name()}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}"
     params = sum(p.numel() for p in model.parameters())
     return {
         "device": hardware,
@@ -931,7 +931,7 @@ def _notes(bench: Bench, result: BenchResult) -> list[str]:
     for frames, (stage, measured) in sorted(bench._vision.items()):
         if frames >= bench.base.local_num_frames * 2 or len(bench._vision) == 1:
             notes.append(
-                f"vision: {measured} frames encoded, {stage.seconds / measured * 1e3:.1f} ms/frame, "
+                f"vision: {measured} frames encoded, {stage.seconds / measured:.3g} s/frame, "
                 f"peak working memory {stage.peak_bytes / MIB:.0f} MiB per {min(measured, args.vision_batch)}-frame call"
             )
     if any(r.vision_extrapolated for r in result.rows):
