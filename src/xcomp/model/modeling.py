@@ -316,6 +316,7 @@ class XCompModel(XCompPreTrainedModel):
         hidden_states = [] if output_hidden_states else None
         scores = None
         pos_emb = lm.rotary_emb(tokens.hidden, tokens.position)
+        mask = prefill_mask(tokens.valid, tokens.hidden.dtype)  # rebuilt only when a drop changes the tokens
         for i, layer in enumerate(lm.layers):
             k = schedule.kept[i]
             if k < per_frame:
@@ -324,6 +325,7 @@ class XCompModel(XCompPreTrainedModel):
                 if renumber:
                     tokens = replace(tokens, position=renumbered_positions(tokens.valid))
                 pos_emb = lm.rotary_emb(tokens.hidden, tokens.position)
+                mask = prefill_mask(tokens.valid, tokens.hidden.dtype)
                 per_frame = k
             counts.append(tokens.valid.sum(dim=1))
             if hidden_states is not None:
@@ -335,7 +337,7 @@ class XCompModel(XCompPreTrainedModel):
             layer_input = tokens.hidden
             out = layer(
                 layer_input,
-                attention_mask=prefill_mask(tokens.valid, layer_input.dtype),
+                attention_mask=mask,
                 position_embeddings=pos_emb,
                 cache=cache,
                 use_cache=cache is not None,
