@@ -54,6 +54,18 @@ def depth_bin(depth: float) -> int:
     return len(DEPTH_BINS) - 2
 
 
+def needle_accuracy_by_depth(records: Iterable[Record]) -> dict[tuple, list[tuple[float, int]]]:
+    """(system, frames) -> [(accuracy, count) per depth bin] over needle questions."""
+    needles = [r for r in records if r.family == "needle" and r.depth is not None]
+    out = {}
+    for key, rows in sorted(group(needles, "system", "frames").items()):
+        by_bin = defaultdict(list)
+        for r in rows:
+            by_bin[depth_bin(r.depth)].append(r)
+        out[key] = [(accuracy(by_bin[i]), len(by_bin[i])) for i in range(len(DEPTH_BINS) - 1)]
+    return out
+
+
 def markdown_table(records: Sequence[Record]) -> str:
     """Accuracy per system and frame count: overall, per family, with the token budget."""
     families = sorted({r.family for r in records})
@@ -76,15 +88,10 @@ def markdown_table(records: Sequence[Record]) -> str:
 
 def depth_table(records: Sequence[Record]) -> str:
     """Needle accuracy per depth bin (the position-bias check)."""
-    needles = [r for r in records if r.family == "needle" and r.depth is not None]
     bins = [f"{DEPTH_BINS[i]:.1f}-{DEPTH_BINS[i + 1]:.1f}" for i in range(len(DEPTH_BINS) - 1)]
     lines = ["| system | frames | " + " | ".join(bins) + " |", "|" + "---|" * (len(bins) + 2)]
-    for (system, frames), rows in sorted(group(needles, "system", "frames").items()):
-        by_bin = defaultdict(list)
-        for r in rows:
-            by_bin[depth_bin(r.depth)].append(r)
-        cells = [f"{accuracy(by_bin[i]):.2f} ({len(by_bin[i])})" for i in range(len(bins))]
-        lines.append(f"| {system} | {frames} | " + " | ".join(cells) + " |")
+    for (system, frames), cells in needle_accuracy_by_depth(records).items():
+        lines.append(f"| {system} | {frames} | " + " | ".join(f"{a:.2f} ({n})" for a, n in cells) + " |")
     return "\n".join(lines)
 
 
@@ -113,15 +120,12 @@ def plot(records: Sequence[Record], out_dir: Path) -> list[Path]:
     fig.savefig(paths[-1], dpi=120)
     plt.close(fig)
 
-    needles = [r for r in records if r.family == "needle" and r.depth is not None]
-    if needles:
+    by_depth = needle_accuracy_by_depth(records)
+    if by_depth:
         fig, ax = plt.subplots(figsize=(6, 4))
         centres = [(DEPTH_BINS[i] + DEPTH_BINS[i + 1]) / 2 for i in range(len(DEPTH_BINS) - 1)]
-        for (system, frames), rows in sorted(group(needles, "system", "frames").items()):
-            by_bin = defaultdict(list)
-            for r in rows:
-                by_bin[depth_bin(r.depth)].append(r)
-            ax.plot(centres, [accuracy(by_bin[i]) for i in range(len(centres))], marker="o", label=f"{system} @{frames}")
+        for (system, frames), cells in by_depth.items():
+            ax.plot(centres, [a for a, _ in cells], marker="o", label=f"{system} @{frames}")
         ax.set_xlabel("needle depth (fraction of the video)")
         ax.set_ylabel("needle accuracy")
         ax.set_ylim(0, 1.05)
