@@ -45,7 +45,9 @@ def cmd_info(args: argparse.Namespace) -> int:
         if method == "pre_pool":
             fields["pool_tokens_per_frame"] = args.pool_tokens
         costs[method] = run_cost(config.with_compression(**fields), args.frames, args.text_tokens, args.dtype_bytes)
-    dense = run_cost(config.with_compression(compression="dense"), args.frames, args.text_tokens, args.dtype_bytes)
+    dense = costs.get("dense") or run_cost(
+        config.with_compression(compression="dense"), args.frames, args.text_tokens, args.dtype_bytes
+    )
     print(f"\n{args.frames} frames, {args.text_tokens} text tokens, KV at {args.dtype_bytes} bytes/value")
     print("tokens entering each decoder layer:")
     for method, cost in costs.items():

@@ -114,11 +114,7 @@ def plot(records: Sequence[Record], out_dir: Path) -> list[Path]:
     ax.set_xlabel("visual token-layers in the LLM (log)")
     ax.set_ylabel("accuracy")
     ax.set_title("Accuracy vs LLM token budget")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    paths.append(out_dir / "accuracy_vs_budget.png")
-    fig.savefig(paths[-1], dpi=120)
-    plt.close(fig)
+    paths.append(_save(fig, ax, out_dir / "accuracy_vs_budget.png"))
 
     by_depth = needle_accuracy_by_depth(records)
     if by_depth:
@@ -130,9 +126,15 @@ def plot(records: Sequence[Record], out_dir: Path) -> list[Path]:
         ax.set_ylabel("needle accuracy")
         ax.set_ylim(0, 1.05)
         ax.set_title("Needle recall vs depth")
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        paths.append(out_dir / "needle_vs_depth.png")
-        fig.savefig(paths[-1], dpi=120)
-        plt.close(fig)
+        paths.append(_save(fig, ax, out_dir / "needle_vs_depth.png"))
     return paths
+
+
+def _save(fig, ax, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -66,8 +66,8 @@ class EvalConfig:
         if unknown := set(raw) - known:
             raise ConfigError(f"{path}: unknown keys {sorted(unknown)}")
         systems = []
+        spec_known = {f.name for f in dataclasses.fields(SystemSpec)}
         for s in raw.pop("systems", []):
-            spec_known = {f.name for f in dataclasses.fields(SystemSpec)}
             if unknown := set(s) - spec_known:
                 raise ConfigError(f"{path}: unknown system keys {sorted(unknown)}")
             systems.append(SystemSpec(**s))

@@ -95,7 +95,6 @@ def config_from_published(data: dict) -> XCompConfig:
     if newline not in ("nothing", "one_token"):
         raise ConfigError(f"unsupported mm_newline_position {newline!r}")
     xcomp_trained = "LlavaQwenForCausalLM" in (data.get("architectures") or [])
-    compression = {}
     if xcomp_trained:
         L = text_config.num_hidden_layers
         compression = dict(
