@@ -227,3 +227,18 @@ def test_compact_vocabulary_reads_and_writes_tokenizer_ids(tmp_path):
     loaded = XCompForCausalLM.from_pretrained(tmp_path).eval()
     with torch.no_grad():
         torch.testing.assert_close(loaded(ids, pixel_values=frames(4)).logits, model(ids, pixel_values=frames(4)).logits)
+
+
+def test_attn_prune_training_scores_from_the_last_prompt_token_not_the_answer():
+    """With labels, the pruning query is the prompt's last token: the kept visual tokens must be those chosen
+    for the prompt alone, so the answer cannot leak into the selection."""
+    model = tiny_model("attn_prune")
+    prompt = prompt_ids()
+    answer = torch.randint(0, VIDEO_ID, (1, 3), generator=torch.Generator().manual_seed(5))
+    ids = torch.cat([prompt, answer], dim=1)
+    labels = torch.cat([torch.full_like(prompt, -100), answer], dim=1)
+    pixels = frames(8)
+    with torch.no_grad():
+        alone = model(input_ids=prompt, pixel_values=pixels).kept_index
+        trained = model(input_ids=ids, pixel_values=pixels, labels=labels).kept_index
+    assert torch.equal(trained[:, : alone.shape[1]], alone)

@@ -34,6 +34,11 @@ def test_multiple_choice_prompt_and_parsing(processor):
     assert parse_choice("The answer is D.", 4) == "D"
     assert parse_choice("E", 4) is None
     assert parse_choice("I am not sure", 4) is None
+    options = ["red circle", "blue star", "3", "the first quarter"]
+    assert parse_choice("Blue star.", 4, options) == "B"
+    assert parse_choice("the first quarter", 4, options) == "D"
+    assert parse_choice("3", 4, options) == "C"
+    assert parse_choice("green star", 4, options) is None
 
 
 def test_left_padding(processor):

@@ -94,13 +94,18 @@ def cmd_ask(args: argparse.Namespace) -> int:
     pipe = XCompPipeline.from_pretrained(model_path, sampling=sampling, qc=QCCompConfig(scorer=args.scorer))
     keep = None if args.keep is None else int(args.keep) if args.keep >= 1 else args.keep
     result = pipe.answer(video, args.question, options=args.options, keep=keep, max_new_tokens=args.max_new_tokens)
+    _print_answer(result, args.options, args.show_frames)
+    return 0
+
+
+def _print_answer(result, options: list[str] | None, show_frames: bool) -> None:
     acc = result.accounting
     print(f"answer: {result.text}")
-    if args.options:
+    if options:
         chosen = "ABCDEFGHIJ".index(result.choice) if result.choice else None
-        print(f"choice: {result.choice} ({args.options[chosen] if chosen is not None else 'unparsed'})")
+        print(f"choice: {result.choice} ({options[chosen] if chosen is not None else 'unparsed'})")
     print(f"frames: {len(result.kept_frames)} kept of {result.num_frames} sampled")
-    if args.show_frames:
+    if show_frames:
         shown = ", ".join(f"{i}@{t:.1f}s" for i, t in zip(result.kept_frames, result.kept_timestamps))
         print(f"kept frames: {shown}")
     r = acc["ratio_to_dense"]
@@ -110,7 +115,28 @@ def cmd_ask(args: argparse.Namespace) -> int:
         f"QC scoring FLOPs {acc['scoring_flops']:.3g}"
     )
     print("seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in acc["seconds"].items()))
-    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Generate one synthetic case, ask the embedded (or given) model about it, print answer vs ground truth."""
+    import json
+
+    from xcomp.synth.generate import SynthParams, write_suite
+
+    model_path = args.model or default_model_path()
+    if model_path is None:
+        raise XCompError("no --model given and this install has no embedded default model")
+    params = SynthParams(frames=args.frames, size=64, span=2, noise=args.noise)
+    jsonl = write_suite(args.outdir, args.family, 1, args.seed, params)
+    case = json.loads(jsonl.read_text().splitlines()[0])
+    video = jsonl.parent / case["video"]
+    print(f"video: {video} ({args.frames} frames, {args.family} question)")
+    print(f"question: {case['question']}")
+    print("options: " + "  ".join(f"({'ABCD'[i]}) {o}" for i, o in enumerate(case["options"])))
+    print(f"truth: {case['answer']} ({case['answer_text']})")
+    args.video, args.question, args.options = str(video), case["question"], case["options"]
+    args.model, args.max_new_tokens, args.show_frames = str(model_path), 8, True
+    return cmd_ask(args)
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
@@ -129,9 +155,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     from xcomp.train.config import TrainConfig
     from xcomp.train.recipe import run
 
-    config = TrainConfig.from_file(args.config, output_dir=args.output_dir, steps=args.steps)
-    final = run(config)
-    print(f"final model: {final}")
+    if len(args.config) > 1 and args.output_dir:
+        raise XCompError("--output-dir applies to a single config; set output_dir inside each file instead")
+    configs = [TrainConfig.from_file(c, output_dir=args.output_dir, steps=args.steps) for c in args.config]
+    for config in configs:
+        final = run(config)
+        print(f"final model: {final}")
     return 0
 
 
@@ -187,6 +216,17 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--show-frames", action="store_true", help="print the kept frame indices and times")
     ask.set_defaults(func=cmd_ask)
 
+    demo = sub.add_parser("demo", help="generate a synthetic video, ask the embedded model about it")
+    demo.add_argument("--family", choices=["needle", "order", "count", "locate"], default="needle")
+    demo.add_argument("--seed", type=int, default=0, help="which case to generate")
+    demo.add_argument("--frames", type=int, default=64, help="frames in the generated video (all are sampled)")
+    demo.add_argument("--noise", type=float, default=0.3, help="distractor level 0-1")
+    demo.add_argument("--outdir", default="xcomp_demo", help="where the video is written")
+    demo.add_argument("--model", help="model folder (default: the embedded model)")
+    demo.add_argument("--keep", type=float, help="frames kept by QC-Comp: a count, or a fraction < 1 (default 0.25)")
+    demo.add_argument("--scorer", choices=["local", "global"], default="local", help="QC-Comp frame scorer")
+    demo.set_defaults(func=cmd_demo)
+
     conv = sub.add_parser("convert", help="published VideoChat-Flash/XComp checkpoint -> xcomp folder")
     conv.add_argument("src", help="published checkpoint folder (config.json + safetensors)")
     conv.add_argument("dst", help="output folder")
@@ -194,7 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     conv.set_defaults(func=cmd_convert)
 
     train = sub.add_parser("train", help="fine-tune a model (dense pre-training or SCT) from a config file")
-    train.add_argument("config", help="training config (.toml / .yaml), see configs/")
+    train.add_argument("config", nargs="+", help="training config(s) (.toml / .yaml), run in order; see configs/")
     train.add_argument("--output-dir", help="override output_dir")
     train.add_argument("--steps", type=int, help="override steps")
     train.set_defaults(func=cmd_train)

@@ -154,7 +154,7 @@ class XCompPipeline:
         text_tokens = ids.shape[1] - 1 + int(self.model.model.image_newline is not None)
         return Answer(
             text=text,
-            choice=parse_choice(text, len(options)) if options else None,
+            choice=parse_choice(text, len(options), options) if options else None,
             kept_frames=kept_list,
             kept_timestamps=[float(video.timestamps[i]) for i in kept_list],
             num_frames=N,

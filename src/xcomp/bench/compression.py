@@ -320,7 +320,7 @@ class Bench:
             )
         self.configs = {m: method_config(self.base, m, args.pool_tokens) for m in args.methods}
         self.model = build_model(self.base, self.device, self.dtype, args.attn, args.seed)
-        self.qc = QCCompConfig(keep_ratio=args.qc_keep)
+        self.qc = qc_config(args)
         self.generator = torch.Generator().manual_seed(args.seed)
         vocab = self.base.text_config.vocab_size
         text = torch.randint(
@@ -501,9 +501,14 @@ def expected_scoring_flops(config: XCompConfig, num_frames: int, qc: QCCompConfi
     return windows * sum(layer_flops(config, text_tokens + width * kept[i]) for i in range(last))
 
 
+def qc_config(args: argparse.Namespace) -> QCCompConfig:
+    shifts = tuple(args.qc_shifts) if args.qc_shifts is not None else None
+    return QCCompConfig(keep_ratio=args.qc_keep, segment_frames=args.qc_segment_frames, shifts=shifts)
+
+
 def analytic_table(base: XCompConfig, args: argparse.Namespace) -> str:
     """Expected ratios to dense from `xcomp.accounting` alone (no model is built), for any frame count."""
-    qc = QCCompConfig(keep_ratio=args.qc_keep)
+    qc = qc_config(args)
     dtype_bytes = DTYPES[args.dtype].itemsize
     header = ("frames", "method", "LLM frames", "token-layers", "prefill FLOPs", "KV bytes", "decode FLOPs/tok",
               "QC ÷ dense prefill", "vision+QC+prefill FLOPs")  # fmt: skip
@@ -797,6 +802,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="tokens/frame left by pre-LLM pooling (8: about LP-Comp's mean of 8.8 per layer)",
     )
     parser.add_argument("--qc-keep", type=float, default=0.25, help="fraction of frames QC-Comp keeps")
+    parser.add_argument("--qc-segment-frames", type=int, default=QCCompConfig.segment_frames,
+                        help="frames per QC-Comp scoring window")  # fmt: skip
+    parser.add_argument("--qc-shifts", type=int, nargs="+", default=None,
+                        help="window offsets of the QC-Comp scoring passes (default: the QCCompConfig default)")  # fmt: skip
     parser.add_argument(
         "--warmup",
         type=int,
@@ -862,6 +871,7 @@ def command_line(args: argparse.Namespace) -> str:
         "text_tokens",
         "pool_tokens",
         "qc_keep",
+        "qc_segment_frames",
         "warmup",
         "repeats",
         "decode_tokens",
@@ -871,6 +881,8 @@ def command_line(args: argparse.Namespace) -> str:
     for flag in ("config", "vision_frames", "video", "threads"):
         if getattr(args, flag) is not None:
             parts += ["--" + flag.replace("_", "-"), str(getattr(args, flag))]
+    if args.qc_shifts is not None:
+        parts += ["--qc-shifts", *map(str, args.qc_shifts)]
     for flag in ("skip_video", "analytic"):
         if getattr(args, flag):
             parts.append("--" + flag.replace("_", "-"))
@@ -946,7 +958,7 @@ def _notes(bench: Bench, result: BenchResult) -> list[str]:
     notes.append(
         f"prompt: {args.text_tokens} text tokens ({PREFIX_TOKENS} before the video); pre_pool keeps "
         f"{args.pool_tokens} tokens/frame; QC-Comp keeps {args.qc_keep:.0%} of frames "
-        f"({QCCompConfig().segment_frames}-frame windows, shifts {QCCompConfig().pass_offsets})"
+        f"({qc_config(args).segment_frames}-frame windows, shifts {qc_config(args).pass_offsets})"
     )
     return notes
 

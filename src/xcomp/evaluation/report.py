@@ -29,6 +29,8 @@ class Record:
     answer: str
     prediction: str | None
     kept_frames: Sequence[int] = ()
+    needle_kept: bool | None = None
+    """Needle questions: whether a frame showing the needle reached the LLM (frame-selection recall)."""
 
     @property
     def correct(self) -> bool:
@@ -54,15 +56,20 @@ def depth_bin(depth: float) -> int:
     return len(DEPTH_BINS) - 2
 
 
-def needle_accuracy_by_depth(records: Iterable[Record]) -> dict[tuple, list[tuple[float, int]]]:
-    """(system, frames) -> [(accuracy, count) per depth bin] over needle questions."""
+def recall(records: Iterable[Record]) -> float:
+    records = [r for r in records if r.needle_kept is not None]
+    return sum(r.needle_kept for r in records) / len(records) if records else float("nan")
+
+
+def needle_by_depth(records: Iterable[Record], metric=accuracy) -> dict[tuple, list[tuple[float, int]]]:
+    """(system, frames) -> [(metric, count) per depth bin] over needle questions (`accuracy` or `recall`)."""
     needles = [r for r in records if r.family == "needle" and r.depth is not None]
     out = {}
     for key, rows in sorted(group(needles, "system", "frames").items()):
         by_bin = defaultdict(list)
         for r in rows:
             by_bin[depth_bin(r.depth)].append(r)
-        out[key] = [(accuracy(by_bin[i]), len(by_bin[i])) for i in range(len(DEPTH_BINS) - 1)]
+        out[key] = [(metric(by_bin[i]), len(by_bin[i])) for i in range(len(DEPTH_BINS) - 1)]
     return out
 
 
@@ -86,17 +93,18 @@ def markdown_table(records: Sequence[Record]) -> str:
     return "\n".join(lines)
 
 
-def depth_table(records: Sequence[Record]) -> str:
-    """Needle accuracy per depth bin (the position-bias check)."""
+def depth_table(records: Sequence[Record], metric=accuracy) -> str:
+    """Needle accuracy (or frame recall) per depth bin: the position-bias check."""
     bins = [f"{DEPTH_BINS[i]:.1f}-{DEPTH_BINS[i + 1]:.1f}" for i in range(len(DEPTH_BINS) - 1)]
     lines = ["| system | frames | " + " | ".join(bins) + " |", "|" + "---|" * (len(bins) + 2)]
-    for (system, frames), cells in needle_accuracy_by_depth(records).items():
+    for (system, frames), cells in needle_by_depth(records, metric).items():
         lines.append(f"| {system} | {frames} | " + " | ".join(f"{a:.2f} ({n})" for a, n in cells) + " |")
     return "\n".join(lines)
 
 
 def plot(records: Sequence[Record], out_dir: Path) -> list[Path]:
-    """accuracy_vs_budget.png and needle_vs_depth.png; returns the written paths."""
+    """accuracy_vs_budget.png, needle_accuracy_vs_depth.png and (with frame selection)
+    needle_recall_vs_depth.png; returns the written paths."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -116,17 +124,23 @@ def plot(records: Sequence[Record], out_dir: Path) -> list[Path]:
     ax.set_title("Accuracy vs LLM token budget")
     paths.append(_save(fig, ax, out_dir / "accuracy_vs_budget.png"))
 
-    by_depth = needle_accuracy_by_depth(records)
-    if by_depth:
+    centres = [(DEPTH_BINS[i] + DEPTH_BINS[i + 1]) / 2 for i in range(len(DEPTH_BINS) - 1)]
+    for metric, label, name in (
+        (accuracy, "needle accuracy", "needle_accuracy_vs_depth.png"),
+        (recall, "needle frame kept (recall)", "needle_recall_vs_depth.png"),
+    ):
+        selected = [r for r in records if metric is accuracy or 0 < len(r.kept_frames) < r.frames]
+        by_depth = {k: v for k, v in needle_by_depth(selected, metric).items() if any(n for _, n in v)}
+        if not by_depth:
+            continue
         fig, ax = plt.subplots(figsize=(6, 4))
-        centres = [(DEPTH_BINS[i] + DEPTH_BINS[i + 1]) / 2 for i in range(len(DEPTH_BINS) - 1)]
         for (system, frames), cells in by_depth.items():
             ax.plot(centres, [a for a, _ in cells], marker="o", label=f"{system} @{frames}")
         ax.set_xlabel("needle depth (fraction of the video)")
-        ax.set_ylabel("needle accuracy")
+        ax.set_ylabel(label)
         ax.set_ylim(0, 1.05)
-        ax.set_title("Needle recall vs depth")
-        paths.append(_save(fig, ax, out_dir / "needle_vs_depth.png"))
+        ax.set_title(f"{label.capitalize()} vs depth")
+        paths.append(_save(fig, ax, out_dir / name))
     return paths
 
 

@@ -17,7 +17,7 @@ from typing import Literal
 from tqdm.auto import tqdm
 
 from xcomp.errors import ConfigError
-from xcomp.evaluation.report import Record, depth_table, markdown_table, plot
+from xcomp.evaluation.report import Record, depth_table, markdown_table, plot, recall
 
 
 @dataclass
@@ -34,6 +34,12 @@ class SystemSpec:
     """QC-Comp frame selection: none (all frames), segment-local or global attention scoring."""
     keep: float = 0.25
     """Fraction of frames QC-Comp keeps (ignored when qc='none')."""
+    segment_frames: int = 8
+    """Frames per QC-Comp scoring window (qc='local')."""
+    shifts: list[int] | None = None
+    """Window offsets of the QC-Comp scoring passes; None = the `QCCompConfig` default."""
+    frames: list[int] | None = None
+    """Frame counts for this system only; None = the config's `frames`."""
 
 
 @dataclass
@@ -80,6 +86,14 @@ def _visual_token_layers(tokens_per_layer: list[int], text_tokens: int) -> int:
     return sum(n - text_tokens for n in tokens_per_layer)
 
 
+def _needle_kept(row: dict, timestamps: list[float]) -> bool | None:
+    """Needle questions: whether a kept frame's time falls on the needle's frames (None for other families)."""
+    if row.get("family") != "needle" or not row.get("events"):
+        return None
+    event, fps = row["events"][0], row["fps"]
+    return any(event["start"] <= round(t * fps) < event["end"] for t in timestamps)
+
+
 def evaluate(config: EvalConfig, progress: bool = True) -> list[Record]:
     """Run every system on every question at every frame count; write predictions, tables and plots."""
     from xcomp.compression.qc_comp import QCCompConfig
@@ -97,7 +111,7 @@ def evaluate(config: EvalConfig, progress: bool = True) -> list[Record]:
     out_dir.mkdir(parents=True, exist_ok=True)
 
     videos = {}
-    for frames in config.frames:
+    for frames in sorted({n for spec in config.systems for n in spec.frames or config.frames}):
         sampling = FrameSamplingConfig(size=config.image_size, min_frames=4, max_frames=max(frames, 4), allow_repeat=True)
         for row in tqdm(rows, desc=f"decode @{frames}", disable=not progress):
             videos[row["id"], frames] = load_video(data.parent / row["video"], sampling, num_frames=frames)
@@ -107,8 +121,13 @@ def evaluate(config: EvalConfig, progress: bool = True) -> list[Record]:
         fields = {"compression": spec.compression} if spec.compression else {}
         model = load_model(spec.model, **fields)
         processor = XCompProcessor.from_pretrained(spec.model, image_size=config.image_size)
-        pipe = XCompPipeline(model, processor, qc=QCCompConfig(scorer="local" if spec.qc == "none" else spec.qc))
-        for frames in config.frames:
+        qc = QCCompConfig(
+            scorer="local" if spec.qc == "none" else spec.qc,
+            segment_frames=spec.segment_frames,
+            shifts=tuple(spec.shifts) if spec.shifts is not None else None,
+        )
+        pipe = XCompPipeline(model, processor, qc=qc)
+        for frames in spec.frames or config.frames:
             keep = 1.0 if spec.qc == "none" else spec.keep
             for row in tqdm(rows, desc=f"{spec.name} @{frames}", disable=not progress):
                 ans = pipe.answer(videos[row["id"], frames], row["question"], row["options"], keep=keep, max_new_tokens=4)
@@ -125,6 +144,7 @@ def evaluate(config: EvalConfig, progress: bool = True) -> list[Record]:
                         answer=row["answer"],
                         prediction=ans.choice,
                         kept_frames=ans.kept_frames,
+                        needle_kept=_needle_kept(row, ans.kept_timestamps),
                     )
                 )
     write_results(records, out_dir)
@@ -146,6 +166,10 @@ def write_results(records: list[Record], out_dir: Path) -> None:
         "## Needle accuracy by depth",
         "",
         depth_table(records),
+        "",
+        "## Needle frame recall by depth (systems that select frames)",
+        "",
+        depth_table([r for r in records if 0 < len(r.kept_frames) < r.frames], recall),
         "",
         *(f"![{p.stem}]({p.name})" for p in plots),
         "",

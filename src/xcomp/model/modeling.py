@@ -59,6 +59,8 @@ class _Tokens:
     """[B, S] index of a visual token inside its frame group; -1 for text and padding."""
     index: torch.Tensor
     """[B, S] column of this token in the expanded input layout (to align labels after drops)."""
+    answer_tokens: torch.Tensor | None = None
+    """[B] labelled tokens after the prompt (training); the last prompt token sits that far before the end."""
 
     def select(self, keep: torch.Tensor) -> _Tokens:
         """Keep the tokens where ``keep`` is True, right-aligned (left padding), order preserved."""
@@ -74,6 +76,7 @@ class _Tokens:
             valid=keep.gather(1, idx),
             slot=self.slot.gather(1, idx),
             index=self.index.gather(1, idx),
+            answer_tokens=self.answer_tokens,
         )
 
 
@@ -283,7 +286,12 @@ class XCompModel(XCompPreTrainedModel):
             if out_labels is not None:
                 out_labels[b, S - n :] = labels[b]
         index = torch.arange(S, device=ref.device).expand(B, S)
-        tokens = _Tokens(hidden, renumbered_positions(valid), valid, slot, index)
+        answer_tokens = None
+        if out_labels is not None:
+            labelled = out_labels != IGNORE_INDEX
+            first = labelled.int().argmax(dim=1).masked_fill(~labelled.any(dim=1), S)
+            answer_tokens = S - first
+        tokens = _Tokens(hidden, renumbered_positions(valid), valid, slot, index, answer_tokens)
         return tokens, out_labels
 
     # ------------------------------------------------------------------ decoder
@@ -345,7 +353,7 @@ class XCompModel(XCompPreTrainedModel):
             if cache is not None:
                 cache.set_key_valid(i, tokens.valid)
             if cfg.compression == "attn_prune" and i in drop_after:
-                scores = self._last_token_attention(layer, layer_input, pos_emb, tokens.valid)
+                scores = self._last_token_attention(layer, layer_input, pos_emb, tokens.valid, tokens.answer_tokens)
             tokens = replace(tokens, hidden=out)
         counts.append(counts[-1])
         tokens = replace(tokens, hidden=lm.norm(tokens.hidden))
@@ -370,10 +378,17 @@ class XCompModel(XCompPreTrainedModel):
         return tokens.valid & (~visual | keep_visual)
 
     @staticmethod
-    def _last_token_attention(layer, hidden, pos_emb, valid) -> torch.Tensor:
-        """Head-averaged attention of the last prompt token to every token ([B, S]); left padding puts it last."""
+    def _last_token_attention(layer, hidden, pos_emb, valid, answer_tokens=None) -> torch.Tensor:
+        """Head-averaged attention of the last prompt token to every token ([B, S]).
+
+        Left padding puts it last at inference; in training the answer follows it, and scoring from a token
+        that has read the answer would leak it into the selection.
+        """
         last = torch.full((hidden.shape[0], 1), hidden.shape[1] - 1, dtype=torch.long, device=hidden.device)
-        probs = query_attention(layer, hidden, pos_emb, last, key_mask=valid)
+        if answer_tokens is not None:
+            last = last - answer_tokens[:, None].to(hidden.device)
+        causal = torch.arange(hidden.shape[1], device=hidden.device)[None, None, :] <= last[:, :, None]
+        probs = query_attention(layer, hidden, pos_emb, last, key_mask=valid[:, None, :] & causal)
         return probs.mean(dim=1)[:, 0]
 
     def run_decode(self, input_ids: torch.Tensor, cache: XCompCache) -> torch.Tensor:

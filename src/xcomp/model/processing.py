@@ -61,10 +61,19 @@ def build_prompt(
     )
 
 
-def parse_choice(answer: str, num_options: int) -> str | None:
-    """The option letter a generated answer picks ('B', '(B) blue', 'The answer is B.'), or None."""
+def parse_choice(answer: str, num_options: int, texts: Sequence[str] | None = None) -> str | None:
+    """The option letter a generated answer picks ('B', '(B) blue', 'The answer is B.'), or None.
+
+    With the option ``texts``, an answer that just repeats one option ('blue') picks it too: models often
+    answer in words even when asked for a letter.
+    """
     letters = OPTION_LETTERS[:num_options]
     text = answer.strip()
+    if texts:
+        said = text.rstrip(".").strip().lower()
+        for letter, option in zip(letters, texts):
+            if said == option.strip().lower():
+                return letter
     match = re.match(rf"^\(?([{letters}])(?:\)|\.|:|\s|$)", text)
     if match:
         return match.group(1)

@@ -75,9 +75,18 @@ def case_id(family: str, index: int) -> str:
 
 
 def make_case(
-    family: str, index: int = 0, seed: int = 0, params: SynthParams | None = None, depth: float | None = None
+    family: str,
+    index: int = 0,
+    seed: int = 0,
+    params: SynthParams | None = None,
+    depth: float | None = None,
+    render_frames: bool = True,
 ) -> SynthCase:
-    """Generate one case in memory. ``depth`` (0-1) places the needle; None draws it at random."""
+    """Generate one case in memory. ``depth`` (0-1) places the needle; None draws it at random.
+
+    ``render_frames=False`` returns the record only (frames empty): the text of a case does not depend on
+    its pixels, and drawing them is most of the cost.
+    """
     params = params or SynthParams()
     if family not in PLANNERS:
         raise ConfigError(f"unknown family {family!r} (choose from {', '.join(FAMILIES)})")
@@ -87,7 +96,10 @@ def make_case(
         raise ConfigError(f"depth must be in [0, 1], got {depth}")
     rng = np.random.default_rng([seed, FAMILY_CODES[family], index])
     plan = PLANNERS[family](rng, params.frames, params.span, depth)
-    frames = render(plan, rng, params.frames, params.size, params.span, params.noise)
+    if render_frames:
+        frames = render(plan, rng, params.frames, params.size, params.span, params.noise)
+    else:
+        frames = np.zeros((0, params.size, params.size, 3), np.uint8)
     events = []
     for event in plan.events:
         entry = {"object": event.obj.name, "start": event.start, "end": event.end}

@@ -33,6 +33,9 @@ class DataConfig:
     """Frames each synthetic event stays visible (source='synth')."""
     noise: float = 0.3
     """Synthetic distractor level 0-1 (source='synth')."""
+    open_ended: float = 0.0
+    """Fraction of synthetic samples asked without options, answered with the option text (source='synth'):
+    direct supervision of what is seen, which a model trained from scratch needs before it can pick letters."""
     seed: int = 0
     """Seed of the synthetic generator (sample i uses seed + i)."""
 

@@ -113,18 +113,31 @@ class SynthQADataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return self.length
 
-    def case(self, i: int):
+    def case(self, i: int, render_frames: bool = True):
         from xcomp.synth.generate import make_case
 
         families = self.config.families
-        return make_case(families[i % len(families)], i // len(families), self.config.seed, self.params)
+        return make_case(
+            families[i % len(families)], i // len(families), self.config.seed, self.params, render_frames=render_frames
+        )
+
+    def is_open_ended(self, i: int) -> bool:
+        """Whether sample i is asked without options (an evenly spread `open_ended` share of each family)."""
+        f, j = self.config.open_ended, i // len(self.config.families)
+        return int((j + 1) * f) > int(j * f)
 
     def texts(self):
+        """(question, options, answer) of every sample, without drawing frames."""
         for i in range(len(self)):
-            r = self.case(i).record
+            r = self.case(i, render_frames=False).record
             yield r["question"], r["options"], r["answer"]
+            if self.is_open_ended(i):
+                yield r["question"], None, r["answer_text"]
 
     def __getitem__(self, i: int) -> QASample:
         c = self.case(i)
         r = c.record
-        return QASample(c.frames, r["question"], r["answer"], r["options"], len(c.frames) / r["fps"])
+        duration = len(c.frames) / r["fps"]
+        if self.is_open_ended(i):
+            return QASample(c.frames, r["question"], r["answer_text"], None, duration)
+        return QASample(c.frames, r["question"], r["answer"], r["options"], duration)
