@@ -1,4 +1,4 @@
-from xcomp.evaluation.report import Record, depth_table, markdown_table, needle_by_depth, plot, recall
+from xcomp.evaluation.report import Record, depth_table, event_by_depth, markdown_table, plot, recall
 
 
 def _records():
@@ -13,18 +13,18 @@ def test_tables_and_depth_bins(tmp_path):
     records = _records()
     table = markdown_table(records)
     assert "| lp | 32 | 512 | 4000 | 8 | 0.500 | 1.000 | 0.200 |" in table
-    assert needle_by_depth(records)[("lp", 32)] == [(0.0, 1), (0.0, 1), (1.0, 1), (0.0, 1), (0.0, 1)]
+    assert event_by_depth(records)[("lp", 32)] == [(0.0, 1), (0.0, 1), (1.0, 1), (0.0, 1), (0.0, 1)]
     assert "1.00 (1)" in depth_table(records)
-    assert [p.name for p in plot(records, tmp_path)] == ["accuracy_vs_budget.png", "needle_accuracy_vs_depth.png"]
+    assert [p.name for p in plot(records, tmp_path)] == ["accuracy_vs_budget.png", "event_accuracy_vs_depth.png"]
 
 
 def test_recall_by_depth_counts_only_needles_with_frame_selection(tmp_path):
     # QC kept 8 of 32 frames; the needle frame was kept for the first two depths only.
-    qc = [Record("qc", 32, 128, 900, f"q{i}", "needle", d, "A", "A", kept_frames=range(8), needle_kept=i < 2)
+    qc = [Record("qc", 32, 128, 900, f"q{i}", "needle", d, "A", "A", kept_frames=range(8), event_kept=i < 2)
           for i, d in enumerate([0.1, 0.3, 0.5, 0.7, 0.9])]
-    dense = [Record("dense", 32, 512, 4000, "d", "needle", 0.1, "A", "A", kept_frames=range(32), needle_kept=True)]
-    by_depth = needle_by_depth(qc + dense, recall)
+    dense = [Record("dense", 32, 512, 4000, "d", "needle", 0.1, "A", "A", kept_frames=range(32), event_kept=True)]
+    by_depth = event_by_depth(qc + dense, recall)
     assert by_depth[("qc", 32)] == [(1.0, 1), (1.0, 1), (0.0, 1), (0.0, 1), (0.0, 1)]
     assert "0.00 (1)" in depth_table(qc, recall)
     names = [p.name for p in plot(qc + dense, tmp_path)]
-    assert names == ["accuracy_vs_budget.png", "needle_accuracy_vs_depth.png", "needle_recall_vs_depth.png"]
+    assert names == ["accuracy_vs_budget.png", "event_accuracy_vs_depth.png", "event_recall_vs_depth.png"]

@@ -177,3 +177,10 @@ def test_depth_is_controlled():
     for depth in (0.0, 0.5, 1.0):
         record = make_case("needle", 0, seed=1, params=SMALL, depth=depth).record
         assert abs(record["depth"] - depth) <= SMALL.span / SMALL.frames
+
+
+def test_order_questions_need_room_for_three_spread_events():
+    params = SynthParams(frames=16, size=32, span=4)
+    make_case("needle", 0, 0, params)  # a quarter of the video holds one event
+    with pytest.raises(ConfigError, match="order questions need >= 24 frames"):
+        make_case("order", 0, 0, params)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -86,10 +87,14 @@ def test_two_process_ddp_equals_single_process_with_global_batch(tmp_path):
     """torchrun, 2 CPU processes (gloo), 2 samples each == 1 process with 4 samples per step."""
     require(TOKENIZER_DIR)
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    with socket.socket() as probe:  # a free port: a fixed one collides with a leftover or parallel run
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
     ddp = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}",
          "-m", "tests.train_job", str(tmp_path / "ddp"), "4", "2"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+        start_new_session=True,  # torchrun's agent signals its process group on failure: keep pytest out of it
     )
     assert ddp.returncode == 0, ddp.stderr[-3000:]
     single = _job(tmp_path / "single", 4, batch_size=4)
@@ -105,3 +110,29 @@ def test_two_process_ddp_equals_single_process_with_global_batch(tmp_path):
     assert [int(r["samples"]) for r in logs["ddp"]] == [4, 8, 12, 16]
     for a_row, b_row in zip(logs["ddp"], logs["single"]):
         assert abs(float(a_row["loss"]) - float(b_row["loss"])) < 1e-4 and a_row["lr"] == b_row["lr"]
+
+
+def test_open_ended_share_and_a_curriculum_vocabulary_that_covers_every_family():
+    require(TOKENIZER_DIR)
+    from xcomp.train.data import SynthQADataset
+    from xcomp.train.recipe import build_processor, vocab_for, vocabulary_texts
+
+    stage = TrainConfig.from_dict(
+        {
+            "output_dir": "unused",
+            "tokenizer": str(TOKENIZER_DIR),
+            "data": {"families": ["needle", "locate"], "num_samples": 40, "num_frames": 16, "span": 4,
+                     "open_ended": 0.25},
+        }
+    )
+    dataset = SynthQADataset(stage.data)
+    open_ended = [i for i in range(len(dataset)) if dataset.is_open_ended(i)]
+    assert len(open_ended) == 10 and {i % 2 for i in open_ended} == {0, 1}  # a quarter, from both families
+    sample = dataset[open_ended[0]]
+    assert sample.options is None and sample.answer == dataset.case(open_ended[0]).record["answer_text"]
+
+    processor = build_processor(stage)
+    later = TrainConfig.from_dict({**stage.to_dict(), "data": {"families": ["order", "count"], "num_samples": 40}})
+    covered = set(vocab_for(processor, vocabulary_texts(stage, dataset)))
+    assert set(vocab_for(processor, SynthQADataset(later.data).texts())) <= covered
+    assert not set(vocab_for(processor, SynthQADataset(later.data).texts())) <= set(vocab_for(processor, dataset.texts()))

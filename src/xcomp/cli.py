@@ -136,6 +136,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"truth: {case['answer']} ({case['answer_text']})")
     args.video, args.question, args.options = str(video), case["question"], case["options"]
     args.model, args.max_new_tokens, args.show_frames = str(model_path), 8, True
+    if args.keep is None:
+        args.keep = float(args.frames)
     return cmd_ask(args)
 
 
@@ -217,13 +219,15 @@ def build_parser() -> argparse.ArgumentParser:
     ask.set_defaults(func=cmd_ask)
 
     demo = sub.add_parser("demo", help="generate a synthetic video, ask the embedded model about it")
-    demo.add_argument("--family", choices=["needle", "order", "count", "locate"], default="needle")
+    demo.add_argument("--family", choices=["needle", "order", "count", "locate"], default="locate",
+                      help="question family (the embedded model was trained on locate)")  # fmt: skip
     demo.add_argument("--seed", type=int, default=0, help="which case to generate")
-    demo.add_argument("--frames", type=int, default=64, help="frames in the generated video (all are sampled)")
-    demo.add_argument("--noise", type=float, default=0.3, help="distractor level 0-1")
+    demo.add_argument("--frames", type=int, default=32, help="frames in the generated video (all are sampled)")
+    demo.add_argument("--noise", type=float, default=0.0, help="distractor level 0-1")
     demo.add_argument("--outdir", default="xcomp_demo", help="where the video is written")
     demo.add_argument("--model", help="model folder (default: the embedded model)")
-    demo.add_argument("--keep", type=float, help="frames kept by QC-Comp: a count, or a fraction < 1 (default 0.25)")
+    demo.add_argument("--keep", type=float,
+                      help="frames kept by QC-Comp: a count, or a fraction < 1 (default: all, LP-Comp only)")  # fmt: skip
     demo.add_argument("--scorer", choices=["local", "global"], default="local", help="QC-Comp frame scorer")
     demo.set_defaults(func=cmd_demo)
 

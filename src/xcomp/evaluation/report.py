@@ -8,7 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DEPTH_BINS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
-"""Needle depth bins (fraction of the video) for recall-vs-depth."""
+"""Event depth bins (fraction of the video) for recall-vs-depth."""
+SINGLE_EVENT_FAMILIES = ("needle", "locate")
+"""Families asking about one event (its `depth` is where it happens): the position-bias checks use these."""
 
 
 @dataclass
@@ -29,8 +31,8 @@ class Record:
     answer: str
     prediction: str | None
     kept_frames: Sequence[int] = ()
-    needle_kept: bool | None = None
-    """Needle questions: whether a frame showing the needle reached the LLM (frame-selection recall)."""
+    event_kept: bool | None = None
+    """Single-event questions: whether a frame showing the event reached the LLM (frame-selection recall)."""
 
     @property
     def correct(self) -> bool:
@@ -57,15 +59,15 @@ def depth_bin(depth: float) -> int:
 
 
 def recall(records: Iterable[Record]) -> float:
-    records = [r for r in records if r.needle_kept is not None]
-    return sum(r.needle_kept for r in records) / len(records) if records else float("nan")
+    records = [r for r in records if r.event_kept is not None]
+    return sum(r.event_kept for r in records) / len(records) if records else float("nan")
 
 
-def needle_by_depth(records: Iterable[Record], metric=accuracy) -> dict[tuple, list[tuple[float, int]]]:
-    """(system, frames) -> [(metric, count) per depth bin] over needle questions (`accuracy` or `recall`)."""
-    needles = [r for r in records if r.family == "needle" and r.depth is not None]
+def event_by_depth(records: Iterable[Record], metric=accuracy) -> dict[tuple, list[tuple[float, int]]]:
+    """(system, frames) -> [(metric, count) per depth bin] over single-event questions (`accuracy` or `recall`)."""
+    events = [r for r in records if r.family in SINGLE_EVENT_FAMILIES and r.depth is not None]
     out = {}
-    for key, rows in sorted(group(needles, "system", "frames").items()):
+    for key, rows in sorted(group(events, "system", "frames").items()):
         by_bin = defaultdict(list)
         for r in rows:
             by_bin[depth_bin(r.depth)].append(r)
@@ -94,17 +96,17 @@ def markdown_table(records: Sequence[Record]) -> str:
 
 
 def depth_table(records: Sequence[Record], metric=accuracy) -> str:
-    """Needle accuracy (or frame recall) per depth bin: the position-bias check."""
+    """Single-event accuracy (or frame recall) per depth bin: the position-bias check."""
     bins = [f"{DEPTH_BINS[i]:.1f}-{DEPTH_BINS[i + 1]:.1f}" for i in range(len(DEPTH_BINS) - 1)]
     lines = ["| system | frames | " + " | ".join(bins) + " |", "|" + "---|" * (len(bins) + 2)]
-    for (system, frames), cells in needle_by_depth(records, metric).items():
+    for (system, frames), cells in event_by_depth(records, metric).items():
         lines.append(f"| {system} | {frames} | " + " | ".join(f"{a:.2f} ({n})" for a, n in cells) + " |")
     return "\n".join(lines)
 
 
 def plot(records: Sequence[Record], out_dir: Path) -> list[Path]:
-    """accuracy_vs_budget.png, needle_accuracy_vs_depth.png and (with frame selection)
-    needle_recall_vs_depth.png; returns the written paths."""
+    """accuracy_vs_budget.png, event_accuracy_vs_depth.png and (with frame selection)
+    event_recall_vs_depth.png; returns the written paths."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -126,20 +128,20 @@ def plot(records: Sequence[Record], out_dir: Path) -> list[Path]:
 
     centres = [(DEPTH_BINS[i] + DEPTH_BINS[i + 1]) / 2 for i in range(len(DEPTH_BINS) - 1)]
     for metric, label, name in (
-        (accuracy, "needle accuracy", "needle_accuracy_vs_depth.png"),
-        (recall, "needle frame kept (recall)", "needle_recall_vs_depth.png"),
+        (accuracy, "accuracy", "event_accuracy_vs_depth.png"),
+        (recall, "event frame kept (recall)", "event_recall_vs_depth.png"),
     ):
         selected = [r for r in records if metric is accuracy or 0 < len(r.kept_frames) < r.frames]
-        by_depth = {k: v for k, v in needle_by_depth(selected, metric).items() if any(n for _, n in v)}
+        by_depth = {k: v for k, v in event_by_depth(selected, metric).items() if any(n for _, n in v)}
         if not by_depth:
             continue
         fig, ax = plt.subplots(figsize=(6, 4))
         for (system, frames), cells in by_depth.items():
             ax.plot(centres, [a for a, _ in cells], marker="o", label=f"{system} @{frames}")
-        ax.set_xlabel("needle depth (fraction of the video)")
+        ax.set_xlabel("event depth (fraction of the video)")
         ax.set_ylabel(label)
         ax.set_ylim(0, 1.05)
-        ax.set_title(f"{label.capitalize()} vs depth")
+        ax.set_title(f"{label.capitalize()} vs event depth (needle, locate)")
         paths.append(_save(fig, ax, out_dir / name))
     return paths
 

@@ -17,7 +17,7 @@ from typing import Literal
 from tqdm.auto import tqdm
 
 from xcomp.errors import ConfigError
-from xcomp.evaluation.report import Record, depth_table, markdown_table, plot, recall
+from xcomp.evaluation.report import SINGLE_EVENT_FAMILIES, Record, depth_table, markdown_table, plot, recall
 
 
 @dataclass
@@ -30,6 +30,8 @@ class SystemSpec:
     """Model folder (ours or published layout)."""
     compression: str | None = None
     """Override the model's compression method (e.g. evaluate an LP-Comp model densely)."""
+    schedule: list[int] | None = None
+    """Override the tokens per frame entering each decoder layer (with `compression`)."""
     qc: Literal["none", "local", "global"] = "none"
     """QC-Comp frame selection: none (all frames), segment-local or global attention scoring."""
     keep: float = 0.25
@@ -86,9 +88,9 @@ def _visual_token_layers(tokens_per_layer: list[int], text_tokens: int) -> int:
     return sum(n - text_tokens for n in tokens_per_layer)
 
 
-def _needle_kept(row: dict, timestamps: list[float]) -> bool | None:
-    """Needle questions: whether a kept frame's time falls on the needle's frames (None for other families)."""
-    if row.get("family") != "needle" or not row.get("events"):
+def _event_kept(row: dict, timestamps: list[float]) -> bool | None:
+    """Single-event questions: whether a kept frame's time falls on the event's frames (None for others)."""
+    if row.get("family") not in SINGLE_EVENT_FAMILIES or not row.get("events"):
         return None
     event, fps = row["events"][0], row["fps"]
     return any(event["start"] <= round(t * fps) < event["end"] for t in timestamps)
@@ -119,6 +121,8 @@ def evaluate(config: EvalConfig, progress: bool = True) -> list[Record]:
     records: list[Record] = []
     for spec in config.systems:
         fields = {"compression": spec.compression} if spec.compression else {}
+        if spec.schedule:
+            fields["schedule"] = spec.schedule
         model = load_model(spec.model, **fields)
         processor = XCompProcessor.from_pretrained(spec.model, image_size=config.image_size)
         qc = QCCompConfig(
@@ -144,7 +148,7 @@ def evaluate(config: EvalConfig, progress: bool = True) -> list[Record]:
                         answer=row["answer"],
                         prediction=ans.choice,
                         kept_frames=ans.kept_frames,
-                        needle_kept=_needle_kept(row, ans.kept_timestamps),
+                        event_kept=_event_kept(row, ans.kept_timestamps),
                     )
                 )
     write_results(records, out_dir)
@@ -163,11 +167,11 @@ def write_results(records: list[Record], out_dir: Path) -> None:
         "",
         markdown_table(records),
         "",
-        "## Needle accuracy by depth",
+        "## Accuracy by event depth (needle and locate questions)",
         "",
         depth_table(records),
         "",
-        "## Needle frame recall by depth (systems that select frames)",
+        "## Event frame recall by depth (systems that select frames)",
         "",
         depth_table([r for r in records if 0 < len(r.kept_frames) < r.frames], recall),
         "",

@@ -49,10 +49,8 @@ class SynthParams:
     def __post_init__(self) -> None:
         if self.span < 1:
             raise ConfigError(f"span must be >= 1 frame, got {self.span}")
-        if self.frames < max(16, 8 * self.span):
-            raise ConfigError(
-                f"frames must be >= max(16, 8 x span) = {max(16, 8 * self.span)}, got {self.frames}"
-            )
+        if self.frames < max(16, self.span):
+            raise ConfigError(f"frames must be >= max(16, span) = {max(16, self.span)}, got {self.frames}")
         if self.size < 32 or self.size % 2:
             raise ConfigError(f"size must be an even number >= 32, got {self.size}")
         if not self.fps > 0:
@@ -72,6 +70,17 @@ class SynthCase:
 
 def case_id(family: str, index: int) -> str:
     return f"{family}_{index:05d}"
+
+
+def min_frames(family: str, span: int) -> int:
+    """Shortest video a family can be drawn in: 'order' spreads three events over thirds, each with a margin
+    of half a span on both sides; 'count' and 'locate' need a quarter of the video to hold one event; a
+    needle may last the whole video (a static scene: the image-like first stage of a training curriculum)."""
+    if family == "order":
+        return 3 * (span + 2 * ((span + 1) // 2))
+    if family == "needle":
+        return max(16, span)
+    return max(16, 4 * span)
 
 
 def make_case(
@@ -94,6 +103,11 @@ def make_case(
         raise ConfigError(f"seed and index must be >= 0, got {seed}, {index}")
     if depth is not None and not 0.0 <= depth <= 1.0:
         raise ConfigError(f"depth must be in [0, 1], got {depth}")
+    if params.frames < min_frames(family, params.span):
+        raise ConfigError(
+            f"{family} questions need >= {min_frames(family, params.span)} frames at span {params.span}, "
+            f"got {params.frames}"
+        )
     rng = np.random.default_rng([seed, FAMILY_CODES[family], index])
     plan = PLANNERS[family](rng, params.frames, params.span, depth)
     if render_frames:

@@ -25,8 +25,9 @@ class DataConfig:
     """Size of the synthetic training set (source='synth')."""
     fraction: float = 1.0
     """Use only this leading fraction of the samples (SCT trains on a small slice of the base data)."""
-    num_frames: int = 32
-    """Frames per video (a multiple of the model's clip length)."""
+    num_frames: int | list[int] = 32
+    """Frames per video (multiples of the model's clip length); a list gives synthetic videos of each length in
+    turn, so that a model learns where things are relative to the video rather than to a fixed frame count."""
     image_size: int = 64
     """Frame side after resizing (must equal the vision tower's image_size)."""
     span: int = 2
@@ -131,6 +132,8 @@ class TrainConfig:
     def validate(self) -> None:
         if self.steps < 1 or self.batch_size < 1 or self.grad_accum < 1:
             raise ConfigError("steps, batch_size and grad_accum must be >= 1")
+        if self.data.source == "jsonl" and not isinstance(self.data.num_frames, int):
+            raise ConfigError("data.num_frames must be one number for source = 'jsonl'")
         if not 0 < self.data.fraction <= 1:
             raise ConfigError("data.fraction must be in (0, 1]")
         if not (self.train_vision or self.train_projector or self.train_llm):

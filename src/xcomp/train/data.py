@@ -105,9 +105,10 @@ class SynthQADataset(torch.utils.data.Dataset):
         if unknown:
             raise ConfigError(f"unknown synthetic families {sorted(unknown)}; choose from {list(FAMILIES)}")
         self.config = config
-        self.params = SynthParams(
-            frames=config.num_frames, size=config.image_size, span=config.span, noise=config.noise
-        )
+        counts = config.num_frames if isinstance(config.num_frames, list) else [config.num_frames]
+        self.params = [
+            SynthParams(frames=n, size=config.image_size, span=config.span, noise=config.noise) for n in counts
+        ]
         self.length = max(1, int(config.num_samples * config.fraction))
 
     def __len__(self) -> int:
@@ -117,9 +118,9 @@ class SynthQADataset(torch.utils.data.Dataset):
         from xcomp.synth.generate import make_case
 
         families = self.config.families
-        return make_case(
-            families[i % len(families)], i // len(families), self.config.seed, self.params, render_frames=render_frames
-        )
+        j = i // len(families)
+        params = self.params[j % len(self.params)]
+        return make_case(families[i % len(families)], j, self.config.seed, params, render_frames=render_frames)
 
     def is_open_ended(self, i: int) -> bool:
         """Whether sample i is asked without options (an evenly spread `open_ended` share of each family)."""

@@ -33,6 +33,23 @@ def vocab_for(processor: XCompProcessor, texts: Iterable[tuple[str, Sequence[str
     return sorted(ids)
 
 
+def vocabulary_texts(config: TrainConfig, dataset) -> Iterable[tuple[str, Sequence[str] | None, str]]:
+    """Texts a fresh model's compact vocabulary must cover: for synthetic data, those of *every* family in
+    both formats and at every count (so that a model trained on a few families can be tuned or asked on all
+    of them; 4,000 cases draw every word of the templates), else the dataset's own."""
+    if config.data.source != "synth":
+        return dataset.texts()
+    from dataclasses import replace
+
+    from xcomp.synth.generate import FAMILIES
+    from xcomp.train.data import SynthQADataset
+
+    every = replace(
+        config.data, families=list(FAMILIES), open_ended=1.0, fraction=1.0, span=1, num_frames=64, num_samples=4000
+    )
+    return SynthQADataset(every).texts()
+
+
 def build_dataset(config: TrainConfig) -> torch.utils.data.Dataset:
     data = config.data
     if data.source == "jsonl":
@@ -64,7 +81,7 @@ def build_model(config: TrainConfig, processor: XCompProcessor, dataset) -> XCom
             num_layers=config.tiny_layers,
             hidden_size=config.tiny_hidden_size,
             patch_size=config.tiny_patch_size,
-            vocab_subset=vocab_for(processor, dataset.texts()),
+            vocab_subset=vocab_for(processor, vocabulary_texts(config, dataset)),
             video_token_id=processor.video_token_id,
             **{"compression": "dense", **fields},
         )
