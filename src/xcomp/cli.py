@@ -91,7 +91,9 @@ def cmd_ask(args: argparse.Namespace) -> int:
     if args.frames:
         sampling = FrameSamplingConfig(min_frames=args.frames, max_frames=args.frames, multiple_of=clip, size=size)
     video = load_video(args.video, sampling, progress=sys.stderr.isatty())
-    pipe = XCompPipeline.from_pretrained(model_path, sampling=sampling, qc=QCCompConfig(scorer=args.scorer))
+    shifts = tuple(args.qc_shifts) if args.qc_shifts is not None else None
+    qc = QCCompConfig(scorer=args.scorer, segment_frames=args.qc_segment_frames, shifts=shifts)
+    pipe = XCompPipeline.from_pretrained(model_path, sampling=sampling, qc=qc)
     keep = None if args.keep is None else int(args.keep) if args.keep >= 1 else args.keep
     result = pipe.answer(video, args.question, options=args.options, keep=keep, max_new_tokens=args.max_new_tokens)
     _print_answer(result, args.options, args.show_frames)
@@ -214,6 +216,10 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--frames", type=int, help="frames to sample (default: 1 fps clamped to [64, 1024])")
     ask.add_argument("--keep", type=float, help="frames kept by QC-Comp: a count, or a fraction < 1 (default 0.25)")
     ask.add_argument("--scorer", choices=["local", "global"], default="local", help="QC-Comp frame scorer")
+    ask.add_argument("--qc-segment-frames", type=int, default=8, help="frames per QC-Comp scoring window")
+    ask.add_argument("--qc-shifts", type=int, nargs="+",
+                        help="window offsets of the scoring passes (default: 0 and half a window; '--qc-segment-frames"
+                             " 16 --qc-shifts 0' is one pass, 0.48x a dense prefill at 1,024 frames)")  # fmt: skip
     ask.add_argument("--max-new-tokens", type=int, default=32, help="answer length limit")
     ask.add_argument("--show-frames", action="store_true", help="print the kept frame indices and times")
     ask.set_defaults(func=cmd_ask)
@@ -229,6 +235,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--keep", type=float,
                       help="frames kept by QC-Comp: a count, or a fraction < 1 (default: all, LP-Comp only)")  # fmt: skip
     demo.add_argument("--scorer", choices=["local", "global"], default="local", help="QC-Comp frame scorer")
+    demo.add_argument("--qc-segment-frames", type=int, default=8, help="frames per QC-Comp scoring window")
+    demo.add_argument("--qc-shifts", type=int, nargs="+",
+                        help="window offsets of the scoring passes (default: 0 and half a window; '--qc-segment-frames"
+                             " 16 --qc-shifts 0' is one pass, 0.48x a dense prefill at 1,024 frames)")  # fmt: skip
     demo.set_defaults(func=cmd_demo)
 
     conv = sub.add_parser("convert", help="published VideoChat-Flash/XComp checkpoint -> xcomp folder")

@@ -114,14 +114,17 @@ def plot(records: Sequence[Record], out_dir: Path) -> list[Path]:
 
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    ax.set_prop_cycle(color=plt.get_cmap("tab20").colors)
     for (system,), rows in sorted(group(records, "system").items()):
         points = sorted(
             (sum(r.token_layers for r in g) / len(g), accuracy(g)) for g in group(rows, "frames").values()
         )
         ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=system)
     ax.set_xscale("log")
-    ax.set_xlabel("visual token-layers in the LLM (log)")
+    ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.set_xlabel("visual token-layers in the LLM (log; QC scoring not included)")
     ax.set_ylabel("accuracy")
     ax.set_title("Accuracy vs LLM token budget")
     paths.append(_save(fig, ax, out_dir / "accuracy_vs_budget.png"))
@@ -135,7 +138,8 @@ def plot(records: Sequence[Record], out_dir: Path) -> list[Path]:
         by_depth = {k: v for k, v in event_by_depth(selected, metric).items() if any(n for _, n in v)}
         if not by_depth:
             continue
-        fig, ax = plt.subplots(figsize=(6, 4))
+        fig, ax = plt.subplots(figsize=(9, 4.5))
+        ax.set_prop_cycle(color=plt.get_cmap("tab20").colors)
         for (system, frames), cells in by_depth.items():
             ax.plot(centres, [a for a, _ in cells], marker="o", label=f"{system} @{frames}")
         ax.set_xlabel("event depth (fraction of the video)")
@@ -149,7 +153,7 @@ def plot(records: Sequence[Record], out_dir: Path) -> list[Path]:
 def _save(fig, ax, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
