@@ -43,6 +43,11 @@ def test_default_band_is_the_reference_middle_layers():
     assert default_layers(4) == (0, 1, 2)
 
 
+def test_shifts_given_as_a_list_are_stored_as_a_tuple():
+    config = QCCompConfig(segment_frames=16, shifts=[0, 8])  # as TOML files and argparse give them
+    assert config.shifts == config.pass_offsets == (0, 8) and hash(config)
+
+
 @pytest.mark.parametrize("shifts", [(0, 4), (0, 3, 6), (2,)])
 @pytest.mark.parametrize("n", [1, 5, 8, 20, 37])
 def test_shifted_passes_cover_every_frame(n, shifts):

@@ -91,8 +91,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
     if args.frames:
         sampling = FrameSamplingConfig(min_frames=args.frames, max_frames=args.frames, multiple_of=clip, size=size)
     video = load_video(args.video, sampling, progress=sys.stderr.isatty())
-    shifts = tuple(args.qc_shifts) if args.qc_shifts is not None else None
-    qc = QCCompConfig(scorer=args.scorer, segment_frames=args.qc_segment_frames, shifts=shifts)
+    qc = QCCompConfig(scorer=args.scorer, segment_frames=args.qc_segment_frames, shifts=args.qc_shifts)
     pipe = XCompPipeline.from_pretrained(model_path, sampling=sampling, qc=qc)
     keep = None if args.keep is None else int(args.keep) if args.keep >= 1 else args.keep
     result = pipe.answer(video, args.question, options=args.options, keep=keep, max_new_tokens=args.max_new_tokens)
@@ -101,10 +100,12 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
 
 def _print_answer(result, options: list[str] | None, show_frames: bool) -> None:
+    from xcomp.model.processing import OPTION_LETTERS
+
     acc = result.accounting
     print(f"answer: {result.text}")
     if options:
-        chosen = "ABCDEFGHIJ".index(result.choice) if result.choice else None
+        chosen = OPTION_LETTERS.index(result.choice) if result.choice else None
         print(f"choice: {result.choice} ({options[chosen] if chosen is not None else 'unparsed'})")
     print(f"frames: {len(result.kept_frames)} kept of {result.num_frames} sampled")
     if show_frames:
@@ -123,6 +124,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """Generate one synthetic case, ask the embedded (or given) model about it, print answer vs ground truth."""
     import json
 
+    from xcomp.model.processing import OPTION_LETTERS
     from xcomp.synth.generate import SynthParams, write_suite
 
     model_path = args.model or default_model_path()
@@ -134,7 +136,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     video = jsonl.parent / case["video"]
     print(f"video: {video} ({args.frames} frames, {args.family} question)")
     print(f"question: {case['question']}")
-    print("options: " + "  ".join(f"({'ABCD'[i]}) {o}" for i, o in enumerate(case["options"])))
+    print("options: " + "  ".join(f"({letter}) {o}" for letter, o in zip(OPTION_LETTERS, case["options"])))
     print(f"truth: {case['answer']} ({case['answer_text']})")
     args.video, args.question, args.options = str(video), case["question"], case["options"]
     args.model, args.max_new_tokens, args.show_frames = str(model_path), 8, True
@@ -195,6 +197,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def _add_qc_arguments(parser: argparse.ArgumentParser) -> None:
+    """QC-Comp scoring options shared by `ask` and `demo`."""
+    parser.add_argument("--scorer", choices=["local", "global"], default="local", help="QC-Comp frame scorer")
+    parser.add_argument("--qc-segment-frames", type=int, default=8, help="frames per QC-Comp scoring window")
+    parser.add_argument("--qc-shifts", type=int, nargs="+",
+                        help="window offsets of the scoring passes (default: 0 and half a window; '--qc-segment-frames"
+                             " 16 --qc-shifts 0' is one pass, 0.48x a dense prefill at 1,024 frames)")  # fmt: skip
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="xcomp", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -215,11 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--model", help="model folder (default: the embedded model)")
     ask.add_argument("--frames", type=int, help="frames to sample (default: 1 fps clamped to [64, 1024])")
     ask.add_argument("--keep", type=float, help="frames kept by QC-Comp: a count, or a fraction < 1 (default 0.25)")
-    ask.add_argument("--scorer", choices=["local", "global"], default="local", help="QC-Comp frame scorer")
-    ask.add_argument("--qc-segment-frames", type=int, default=8, help="frames per QC-Comp scoring window")
-    ask.add_argument("--qc-shifts", type=int, nargs="+",
-                        help="window offsets of the scoring passes (default: 0 and half a window; '--qc-segment-frames"
-                             " 16 --qc-shifts 0' is one pass, 0.48x a dense prefill at 1,024 frames)")  # fmt: skip
+    _add_qc_arguments(ask)
     ask.add_argument("--max-new-tokens", type=int, default=32, help="answer length limit")
     ask.add_argument("--show-frames", action="store_true", help="print the kept frame indices and times")
     ask.set_defaults(func=cmd_ask)
@@ -234,11 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--model", help="model folder (default: the embedded model)")
     demo.add_argument("--keep", type=float,
                       help="frames kept by QC-Comp: a count, or a fraction < 1 (default: all, LP-Comp only)")  # fmt: skip
-    demo.add_argument("--scorer", choices=["local", "global"], default="local", help="QC-Comp frame scorer")
-    demo.add_argument("--qc-segment-frames", type=int, default=8, help="frames per QC-Comp scoring window")
-    demo.add_argument("--qc-shifts", type=int, nargs="+",
-                        help="window offsets of the scoring passes (default: 0 and half a window; '--qc-segment-frames"
-                             " 16 --qc-shifts 0' is one pass, 0.48x a dense prefill at 1,024 frames)")  # fmt: skip
+    _add_qc_arguments(demo)
     demo.set_defaults(func=cmd_demo)
 
     conv = sub.add_parser("convert", help="published VideoChat-Flash/XComp checkpoint -> xcomp folder")

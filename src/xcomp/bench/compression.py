@@ -502,8 +502,7 @@ def expected_scoring_flops(config: XCompConfig, num_frames: int, qc: QCCompConfi
 
 
 def qc_config(args: argparse.Namespace) -> QCCompConfig:
-    shifts = tuple(args.qc_shifts) if args.qc_shifts is not None else None
-    return QCCompConfig(keep_ratio=args.qc_keep, segment_frames=args.qc_segment_frames, shifts=shifts)
+    return QCCompConfig(keep_ratio=args.qc_keep, segment_frames=args.qc_segment_frames, shifts=args.qc_shifts)
 
 
 def analytic_table(base: XCompConfig, args: argparse.Namespace) -> str:
@@ -958,7 +957,7 @@ def _notes(bench: Bench, result: BenchResult) -> list[str]:
     notes.append(
         f"prompt: {args.text_tokens} text tokens ({PREFIX_TOKENS} before the video); pre_pool keeps "
         f"{args.pool_tokens} tokens/frame; QC-Comp keeps {args.qc_keep:.0%} of frames "
-        f"({qc_config(args).segment_frames}-frame windows, shifts {qc_config(args).pass_offsets})"
+        f"({bench.qc.segment_frames}-frame windows, shifts {bench.qc.pass_offsets})"
     )
     return notes
 

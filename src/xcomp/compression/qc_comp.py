@@ -36,7 +36,7 @@ class QCCompConfig:
     segment_frames: int = 8
     """Frames per local-attention window (the reference scores 8-frame groups)."""
     shifts: tuple[int, ...] | None = None
-    """Window offsets (in frames) of the scoring passes; None = (0, segment_frames // 2)."""
+    """Window offsets (in frames) of the scoring passes (a list is stored as a tuple); None = (0, W // 2)."""
     layers: tuple[int, ...] | None = None
     """0-based decoder layers whose attention is summed; None = `default_layers` (6..23 of 28)."""
     segment_batch: int = 16
@@ -57,13 +57,15 @@ class QCCompConfig:
             raise ConfigError(f"keep_ratio must lie in (0, 1], got {self.keep_ratio}")
         if self.scorer not in ("local", "global"):
             raise ConfigError(f"scorer must be 'local' or 'global', got {self.scorer!r}")
-        if self.shifts is not None and not self.shifts:
-            raise ConfigError("shifts needs at least one offset")
+        if self.shifts is not None:
+            if not self.shifts:
+                raise ConfigError("shifts needs at least one offset")
+            object.__setattr__(self, "shifts", tuple(int(s) for s in self.shifts))  # lists from TOML / argparse
 
     @property
     def pass_offsets(self) -> tuple[int, ...]:
         if self.shifts is not None:
-            return tuple(int(s) for s in self.shifts)
+            return self.shifts
         return (0, self.segment_frames // 2) if self.segment_frames > 1 else (0,)
 
     def num_kept(self, num_frames: int) -> int:

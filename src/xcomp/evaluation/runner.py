@@ -126,9 +126,7 @@ def evaluate(config: EvalConfig, progress: bool = True) -> list[Record]:
         model = load_model(spec.model, **fields)
         processor = XCompProcessor.from_pretrained(spec.model, image_size=config.image_size)
         qc = QCCompConfig(
-            scorer="local" if spec.qc == "none" else spec.qc,
-            segment_frames=spec.segment_frames,
-            shifts=tuple(spec.shifts) if spec.shifts is not None else None,
+            scorer="local" if spec.qc == "none" else spec.qc, segment_frames=spec.segment_frames, shifts=spec.shifts
         )
         pipe = XCompPipeline(model, processor, qc=qc)
         for frames in spec.frames or config.frames:

@@ -75,7 +75,7 @@ def case_id(family: str, index: int) -> str:
 def min_frames(family: str, span: int) -> int:
     """Shortest video a family can be drawn in: 'order' spreads three events over thirds, each with a margin
     of half a span on both sides; 'count' and 'locate' need a quarter of the video to hold one event; a
-    needle may last the whole video (a static scene: the image-like first stage of a training curriculum)."""
+    needle may last the whole video."""
     if family == "order":
         return 3 * (span + 2 * ((span + 1) // 2))
     if family == "needle":
