@@ -136,3 +136,20 @@ def test_open_ended_share_and_a_curriculum_vocabulary_that_covers_every_family()
     covered = set(vocab_for(processor, vocabulary_texts(stage, dataset)))
     assert set(vocab_for(processor, SynthQADataset(later.data).texts())) <= covered
     assert not set(vocab_for(processor, SynthQADataset(later.data).texts())) <= set(vocab_for(processor, dataset.texts()))
+
+
+def test_text_answers_keep_the_options_and_parse_back_to_the_letter():
+    from dataclasses import replace
+
+    from xcomp.model.processing import parse_choice
+    from xcomp.train.config import DataConfig
+    from xcomp.train.data import SynthQADataset
+
+    data = DataConfig(families=["needle", "order", "count", "locate"], num_samples=8, num_frames=32, span=2)
+    letters, texts = SynthQADataset(data), SynthQADataset(replace(data, answer="text"))
+    for i in range(8):
+        record = letters.case(i, render_frames=False).record
+        letter, text = letters[i], texts[i]
+        assert letter.answer == record["answer"] and text.answer == record["answer_text"]
+        assert text.options == letter.options == record["options"]
+        assert parse_choice(text.answer, 4, text.options) == record["answer"]

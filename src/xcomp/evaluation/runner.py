@@ -132,7 +132,7 @@ def evaluate(config: EvalConfig, progress: bool = True) -> list[Record]:
         for frames in spec.frames or config.frames:
             keep = 1.0 if spec.qc == "none" else spec.keep
             for row in tqdm(rows, desc=f"{spec.name} @{frames}", disable=not progress):
-                ans = pipe.answer(videos[row["id"], frames], row["question"], row["options"], keep=keep, max_new_tokens=4)
+                ans = pipe.answer(videos[row["id"], frames], row["question"], row["options"], keep=keep, max_new_tokens=8)
                 acc = ans.accounting
                 records.append(
                     Record(

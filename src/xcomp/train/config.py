@@ -37,6 +37,10 @@ class DataConfig:
     open_ended: float = 0.0
     """Fraction of synthetic samples asked without options, answered with the option text (source='synth'):
     direct supervision of what is seen, which a model trained from scratch needs before it can pick letters."""
+    answer: Literal["letter", "text"] = "letter"
+    """Target of a multiple-choice sample: the option letter (as published models answer) or the option's text,
+    which a small model trained from scratch learns far faster (reading what it sees, with no lookup of which
+    letter goes with it); `parse_choice` maps a text answer back to its letter (source='synth')."""
     seed: int = 0
     """Seed of the synthetic generator (sample i uses seed + i)."""
 
@@ -51,6 +55,9 @@ class TrainConfig:
     """A model folder (ours or published layout), or 'tiny' for a fresh random tiny model."""
     tokenizer: str | None = None
     """Tokenizer folder; defaults to `init` when that is a folder."""
+    objective: Literal["answer", "frame_tags"] = "answer"
+    """'answer': next-token loss on the answers; 'frame_tags': per-frame colour/shape/digit classification of the
+    visual tokens of synthetic videos, which pretrains a from-scratch vision tower and projector (LLM unused)."""
     compression: str | None = None
     """Override the model's compression while training (SCT: 'lp_comp' on a dense base)."""
     schedule: list[int] | None = None
@@ -138,6 +145,11 @@ class TrainConfig:
             raise ConfigError("data.fraction must be in (0, 1]")
         if not (self.train_vision or self.train_projector or self.train_llm):
             raise ConfigError("nothing to train: enable train_vision, train_projector or train_llm")
+        if self.objective == "frame_tags":
+            if self.data.source != "synth":
+                raise ConfigError("objective = 'frame_tags' needs data.source = 'synth' (labels come from the events)")
+            if not (self.train_vision or self.train_projector):
+                raise ConfigError("objective = 'frame_tags' trains the vision tower and projector; enable one")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

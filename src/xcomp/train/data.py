@@ -141,4 +141,5 @@ class SynthQADataset(torch.utils.data.Dataset):
         duration = len(c.frames) / r["fps"]
         if self.is_open_ended(i):
             return QASample(c.frames, r["question"], r["answer_text"], None, duration)
-        return QASample(c.frames, r["question"], r["answer"], r["options"], duration)
+        target = r["answer_text"] if self.config.answer == "text" else r["answer"]
+        return QASample(c.frames, r["question"], target, r["options"], duration)

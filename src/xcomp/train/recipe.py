@@ -98,4 +98,9 @@ def run(config: TrainConfig) -> Path:
     processor = build_processor(config)
     dataset = build_dataset(config)
     model = build_model(config, processor, dataset)
+    if config.objective == "frame_tags":
+        from xcomp.train.frame_tags import FrameTagCollator, FrameTagDataset, FrameTagger
+
+        tagger = FrameTagger(model, processor.tokenizer)
+        return Trainer(config, tagger, FrameTagDataset(dataset), processor, collate_fn=FrameTagCollator(processor)).train()
     return Trainer(config, model, dataset, processor).train()

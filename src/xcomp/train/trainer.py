@@ -33,11 +33,16 @@ from xcomp.train.data import QACollator
 
 STATE_FILE = "trainer_state.json"
 LOG_FIELDS = ["step", "loss", "lr", "samples", "seconds"]
+"""Columns of log.csv; a model output with an `accuracy` dict adds one `<name>_acc` column per entry."""
 
 
 def set_trainable(model: XCompForCausalLM, config: TrainConfig) -> list[torch.nn.Parameter]:
-    """Freeze/unfreeze the three parts; returns the trainable parameters (tied head counts as the embedding)."""
-    inner = model.model
+    """Freeze/unfreeze the three parts; returns the trainable parameters (tied head counts as the embedding).
+
+    `model` is the VLM or a training wrapper holding it as `.vlm` (`FrameTagger`), whose own head trains.
+    """
+    vlm = getattr(model, "vlm", model)
+    inner = vlm.model
     parts = {
         inner.vision_tower: config.train_vision,
         inner.mm_projector: config.train_projector,
@@ -47,7 +52,7 @@ def set_trainable(model: XCompForCausalLM, config: TrainConfig) -> list[torch.nn
         module.requires_grad_(flag)
     if inner.image_newline is not None:
         inner.image_newline.requires_grad_(config.train_llm)
-    model.lm_head.requires_grad_(config.train_llm)
+    vlm.lm_head.requires_grad_(config.train_llm)
     seen, params = set(), []
     for p in model.parameters():
         if p.requires_grad and id(p) not in seen:
@@ -64,7 +69,11 @@ def checkpoints(output_dir: Path) -> list[Path]:
 
 
 class Trainer:
-    """Runs `TrainConfig` on a model, a dataset of `QASample`s and a processor."""
+    """Runs `TrainConfig` on a model, a dataset of `QASample`s and a processor.
+
+    Any model whose forward returns an object with `.loss` and that has `save_pretrained` trains the same way,
+    given the matching `collate_fn` (e.g. `FrameTagger` with `FrameTagCollator`).
+    """
 
     def __init__(
         self,
@@ -73,6 +82,7 @@ class Trainer:
         dataset: Dataset,
         processor: XCompProcessor,
         accelerator: Accelerator | None = None,
+        collate_fn=None,
     ):
         self.config = config
         self.output_dir = Path(config.output_dir)
@@ -97,7 +107,7 @@ class Trainer:
             batch_size=config.batch_size,
             shuffle=True,
             drop_last=True,
-            collate_fn=QACollator(processor),
+            collate_fn=collate_fn or QACollator(processor),
             generator=generator,
         )
         optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
@@ -142,9 +152,10 @@ class Trainer:
         if not (self.accelerator.is_main_process and log.is_file()):
             return
         with log.open() as f:
-            rows = [r for r in csv.DictReader(f) if int(r["step"]) <= step]
+            reader = csv.DictReader(f)
+            rows = [r for r in reader if int(r["step"]) <= step]
         with log.open("w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=LOG_FIELDS)
+            writer = csv.DictWriter(f, fieldnames=reader.fieldnames or LOG_FIELDS)
             writer.writeheader()
             writer.writerows(rows)
 
@@ -154,7 +165,7 @@ class Trainer:
         log = self.output_dir / "log.csv"
         new = not log.is_file()
         with log.open("a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=LOG_FIELDS)
+            writer = csv.DictWriter(f, fieldnames=list(row))
             if new:
                 writer.writeheader()
             writer.writerow(row)
@@ -180,18 +191,23 @@ class Trainer:
             total=cfg.steps, initial=self.step, desc="train", disable=not self.accelerator.is_main_process
         )
         batches = self._batches()
-        start, running, count = time.time(), 0.0, 0
+        start, running, count, metrics = time.time(), 0.0, 0, {}
         while self.step < cfg.steps:
             for _ in range(cfg.grad_accum):
                 batch = next(batches)
                 with self.accelerator.accumulate(self.model):
-                    loss = self.model(**batch).loss
+                    output = self.model(**batch)
+                    loss = output.loss
                     self.accelerator.backward(loss)
                     if self.accelerator.sync_gradients and cfg.max_grad_norm > 0:
                         self.accelerator.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
                     self.optimizer.step()
                     self.optimizer.zero_grad()
                 running += self.accelerator.reduce(loss.detach().float(), "mean").item()
+                for name, value in getattr(output, "accuracy", {}).items():
+                    value = self.accelerator.reduce(value.detach().float(), "mean").item()
+                    total, n = metrics.get(name, (0.0, 0))
+                    metrics[name] = (total, n) if math.isnan(value) else (total + value, n + 1)
                 count += 1
             self.scheduler.step()
             self.step += 1
@@ -206,9 +222,10 @@ class Trainer:
                         "lr": f"{self.scheduler.get_last_lr()[0]:.3e}",
                         "samples": self.step * cfg.grad_accum * cfg.batch_size * self.accelerator.num_processes,
                         "seconds": f"{time.time() - start:.1f}",
+                        **{f"{name}_acc": f"{total / max(n, 1):.4f}" for name, (total, n) in metrics.items()},
                     }
                 )
-                running, count = 0.0, 0
+                running, count, metrics = 0.0, 0, {}
             if self.step % cfg.save_every == 0 or self.step == cfg.steps:
                 self.save()
         bar.close()
