@@ -66,3 +66,27 @@ def test_question_that_does_not_fit_the_context(model_dir, suite):
     assert res.returncode != 0
     err = res.stderr.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: prompt needs"), res.stderr[-500:]
+
+
+def test_unparsable_answer_picks_the_option_with_the_lowest_answer_loss(model_dir):
+    """A random model answers gibberish; its choice is then the option it finds most likely, which must be the one
+    whose teacher-forced answer loss (the training collator and loss, a separate code path) is lowest."""
+    import numpy as np
+    import torch
+
+    from xcomp.pipeline import XCompPipeline
+    from xcomp.train.data import QACollator, QASample
+
+    pipe = XCompPipeline.from_pretrained(model_dir)
+    frames = np.random.default_rng(0).integers(0, 255, (8, 64, 64, 3), dtype=np.uint8)
+    question, options = "Which object appears?", ["red star", "blue ring", "red ring", "blue star"]
+    answer = pipe.answer(frames, question, options, keep=1.0, max_new_tokens=3, fps=1.0)
+    assert answer.choice_scored and answer.choice in "ABCD"
+    collate = QACollator(pipe.processor)
+    losses = []
+    for option in options:
+        batch = collate([QASample(frames, question, option, options, duration=8.0)])
+        n = int((batch["labels"] != -100).sum())
+        with torch.no_grad():
+            losses.append(float(pipe.model(**batch).loss) * n)
+    assert "ABCD"[int(np.argmin(losses))] == answer.choice

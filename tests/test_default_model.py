@@ -1,5 +1,5 @@
 """The tiny XComp model shipped inside the package: present, loadable offline, and better than chance on
-held-out cases of the family it was trained on (generated here with a seed no training or eval run used)."""
+held-out cases (generated here with a seed no training or eval run used)."""
 
 from __future__ import annotations
 
@@ -21,15 +21,21 @@ def test_embedded_model_ships_with_its_tokenizer():
     assert (path / "model.safetensors").is_file() and (path / "tokenizer_config.json").is_file()
 
 
-def test_embedded_model_beats_chance_on_held_out_locate_questions():
+def test_embedded_model_beats_chance_on_held_out_questions():
+    """16 questions per family about 32-frame videos. Measured when shipped: needle 8, order 4, count 13,
+    locate 16 of 16 (chance: 4). Order stays at chance (docs/results.md), so only the others are bounded."""
     pipe = XCompPipeline.from_pretrained(default_model_path())
-    params = SynthParams(frames=16, size=64, span=2, noise=0.0)
-    correct = 0
-    for i in range(24):
-        case = make_case("locate", i, HELD_OUT_SEED, params)
-        answer = pipe.answer(case.frames, case.record["question"], case.record["options"], keep=1.0, max_new_tokens=4)
-        correct += answer.choice == case.record["answer"]
-    assert correct / 24 >= 0.6, f"{correct}/24 correct (chance: 6/24)"
+    params = SynthParams(frames=32, size=64, span=2, noise=0.0)
+    correct = {}
+    for family in ["needle", "order", "count", "locate"]:
+        cases = [make_case(family, i, HELD_OUT_SEED, params) for i in range(16)]
+        correct[family] = sum(
+            pipe.answer(c.frames, c.record["question"], c.record["options"], keep=1.0, max_new_tokens=8).choice
+            == c.record["answer"]
+            for c in cases
+        )
+    assert correct["locate"] >= 12 and correct["count"] >= 8 and correct["needle"] >= 6, correct
+    assert sum(correct.values()) >= 32, correct
 
 
 def test_ask_and_demo_work_without_a_model_argument(tmp_path):

@@ -105,8 +105,8 @@ def _print_answer(result, options: list[str] | None, show_frames: bool) -> None:
     acc = result.accounting
     print(f"answer: {result.text}")
     if options:
-        chosen = OPTION_LETTERS.index(result.choice) if result.choice else None
-        print(f"choice: {result.choice} ({options[chosen] if chosen is not None else 'unparsed'})")
+        how = "; the answer names no option, so the most likely one" if result.choice_scored else ""
+        print(f"choice: {result.choice} ({options[OPTION_LETTERS.index(result.choice)]}{how})")
     print(f"frames: {len(result.kept_frames)} kept of {result.num_frames} sampled")
     if show_frames:
         shown = ", ".join(f"{i}@{t:.1f}s" for i, t in zip(result.kept_frames, result.kept_timestamps))
@@ -233,7 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="generate a synthetic video, ask the embedded model about it")
     demo.add_argument("--family", choices=["needle", "order", "count", "locate"], default="locate",
-                      help="question family (the embedded model was trained on locate)")  # fmt: skip
+                      help="question family (the embedded model is best on locate and count)")  # fmt: skip
     demo.add_argument("--seed", type=int, default=0, help="which case to generate")
     demo.add_argument("--frames", type=int, default=32, help="frames in the generated video (all are sampled)")
     demo.add_argument("--noise", type=float, default=0.0, help="distractor level 0-1")

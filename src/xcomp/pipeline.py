@@ -19,8 +19,8 @@ import torch
 from xcomp.accounting import layer_flops, run_cost, vision_flops
 from xcomp.compression.qc_comp import FrameScores, QCCompConfig, score_frames, split_prompt
 from xcomp.errors import PromptTooLongError, XCompError
-from xcomp.model.modeling import XCompForCausalLM
-from xcomp.model.processing import PromptConfig, XCompProcessor, build_prompt, parse_choice
+from xcomp.model.modeling import IGNORE_INDEX, XCompForCausalLM
+from xcomp.model.processing import OPTION_LETTERS, PromptConfig, XCompProcessor, build_prompt, parse_choice
 from xcomp.video.decode import Video, load_video
 from xcomp.video.sampling import FrameSamplingConfig
 
@@ -32,7 +32,11 @@ class Answer:
     text: str
     """The generated answer."""
     choice: str | None
-    """For multiple-choice questions, the option letter the answer picks (None if it picks none)."""
+    """For multiple-choice questions, the option letter the answer picks; when the text names no option (a model
+    that answers in words, e.g. "yellow triangle" among "yellow cross" and "white triangle"), the option whose text
+    the model finds most likely as its answer (see `choice_scored`). None without options."""
+    choice_scored: bool
+    """Whether `choice` came from scoring the options rather than from the generated text."""
     kept_frames: list[int]
     """Indices (into the sampled frames) of the frames the answer was generated from, in temporal order."""
     kept_timestamps: list[float]
@@ -150,17 +154,43 @@ class XCompPipeline:
         text = self.processor.decode(out[0, ids.shape[1] :])
         seconds["generate"] = time.perf_counter() - t0
 
+        choice = parse_choice(text, len(options), options) if options else None
+        scored = bool(options) and choice is None
+        if scored:
+            choice = self._most_likely_option(ids[0].tolist(), options, selected)
         kept_list = kept.tolist()
         text_tokens = ids.shape[1] - 1 + int(self.model.model.image_newline is not None)
         return Answer(
             text=text,
-            choice=parse_choice(text, len(options), options) if options else None,
+            choice=choice,
+            choice_scored=scored,
             kept_frames=kept_list,
             kept_timestamps=[float(video.timestamps[i]) for i in kept_list],
             num_frames=N,
             scores=scores,
             accounting=self._accounting(N, len(kept_list), n_encoded, text_tokens, scores, seconds),
         )
+
+    @torch.no_grad()
+    def _most_likely_option(self, prompt_ids: list[int], options: Sequence[str], visual: torch.Tensor) -> str:
+        """Letter of the option with the highest log-likelihood (its tokens and <|im_end|>) as the answer to the
+        prompt, from the same kept frames: one teacher-forced pass per option."""
+        tok = self.processor.tokenizer
+        end = tok("<|im_end|>", add_special_tokens=False)["input_ids"]
+        vocab = self.model.model.vocab
+        best, best_score = 0, float("-inf")
+        for i, option in enumerate(options):
+            answer = tok(option, add_special_tokens=False)["input_ids"] + end
+            ids = torch.tensor([prompt_ids + answer], device=self.model.device)
+            labels = torch.full_like(ids, IGNORE_INDEX)
+            labels[0, len(prompt_ids) :] = torch.tensor(answer)
+            logits = self.model(input_ids=ids, visual_embeds=[visual], labels=labels).logits.float()
+            target = torch.tensor(answer, device=ids.device)
+            rows = vocab.to_rows(target) if vocab is not None else target
+            score = logits.log_softmax(-1).gather(1, rows[:, None]).sum().item()
+            if score > best_score:
+                best, best_score = i, score
+        return OPTION_LETTERS[best]
 
     def _as_video(self, video, fps: float) -> Video:
         if isinstance(video, Video):
