@@ -14,7 +14,8 @@ Two choices make the features useful to the LLM rather than just separable:
   sees against the words of a question and its options: the alignment step of a VLM recipe, with labels in
   place of captions.
 
-The head is discarded; the saved model is the ordinary VLM with a retrained vision tower and projector.
+The head is discarded; the saved model is the ordinary VLM with a retrained vision tower and projector. Only
+scripted events are labelled: decoys (data.noise > 0) would count as "no object", so tag noise-free videos.
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ class FrameTagger(nn.Module):
         self.log_scale = nn.Parameter(torch.tensor(math.log(10.0)))
         """Cosine-similarity temperature."""
         ids = [tokenizer(" " + w, add_special_tokens=False)["input_ids"] for words in ATTRIBUTES.values() for w in words]
-        width = max(len(i) for i in ids)
+        width = max(len(i) for i in ids)  # shorter words repeat their last token, weighting it in the mean
         self.register_buffer("word_ids", torch.tensor([i + [i[-1]] * (width - len(i)) for i in ids]), persistent=False)
 
     def class_vectors(self) -> list[torch.Tensor]:
