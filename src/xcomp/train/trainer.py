@@ -222,7 +222,7 @@ class Trainer:
                         "lr": f"{self.scheduler.get_last_lr()[0]:.3e}",
                         "samples": self.step * cfg.grad_accum * cfg.batch_size * self.accelerator.num_processes,
                         "seconds": f"{time.time() - start:.1f}",
-                        **{f"{name}_acc": f"{total / max(n, 1):.4f}" for name, (total, n) in metrics.items()},
+                        **{f"{name}_acc": f"{total / n:.4f}" if n else "nan" for name, (total, n) in metrics.items()},
                     }
                 )
                 running, count, metrics = 0.0, 0, {}
