@@ -97,6 +97,8 @@ def test_two_process_ddp_equals_single_process_with_global_batch(tmp_path):
         start_new_session=True,  # torchrun's agent signals its process group on failure: keep pytest out of it
     )
     assert ddp.returncode == 0, ddp.stderr[-3000:]
+    for checkpoint in (tmp_path / "ddp" / "checkpoints").iterdir():  # both ranks' RNG files survive the rename
+        assert sorted(p.name for p in checkpoint.glob("random_states_*.pkl")) == [f"random_states_{r}.pkl" for r in "01"]
     single = _job(tmp_path / "single", 4, batch_size=4)
     assert single.wait(timeout=300) == 0, single.stderr.read()
     a = load_file(str(tmp_path / "ddp" / "final" / "model.safetensors"))

@@ -133,10 +133,14 @@ class Trainer:
         root = self.output_dir / "checkpoints"
         final = root / f"step_{self.step:07d}"
         tmp = root / f".tmp_step_{self.step:07d}"
+        # Every rank writes its own RNG file into `tmp`: clear it before any rank starts writing, and
+        # rename it only after all have finished.
         self.accelerator.wait_for_everyone()
         if self.accelerator.is_main_process and tmp.exists():
             shutil.rmtree(tmp)
+        self.accelerator.wait_for_everyone()
         self.accelerator.save_state(str(tmp))
+        self.accelerator.wait_for_everyone()
         if self.accelerator.is_main_process:
             (tmp / STATE_FILE).write_text(json.dumps({"step": self.step, "config": self.config.to_dict()}))
             if final.exists():
