@@ -82,6 +82,8 @@ def test_unparsable_answer_picks_the_option_with_the_lowest_answer_loss(model_di
     question, options = "Which object appears?", ["red star", "blue ring", "red ring", "blue star"]
     answer = pipe.answer(frames, question, options, keep=1.0, max_new_tokens=3, fps=1.0)
     assert answer.choice_scored and answer.choice in "ABCD"
+    acc = answer.accounting  # four prefills of the prompt plus an option's few tokens, on top of the answering one
+    assert 4 * acc["prefill_flops"] < acc["option_scoring_flops"] < 4.4 * acc["prefill_flops"]
     collate = QACollator(pipe.processor)
     losses = []
     for option in options:

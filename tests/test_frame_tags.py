@@ -33,9 +33,11 @@ def test_labels_follow_the_events():
     assert any("digit" in r["events"][0] for r in digits)
 
 
-def test_frame_tags_needs_synthetic_data():
+def test_frame_tags_needs_noise_free_synthetic_data():
     with pytest.raises(ConfigError, match="synth"):
         TrainConfig.from_dict({"output_dir": "x", "objective": "frame_tags", "data": {"source": "jsonl"}})
+    with pytest.raises(ConfigError, match="noise"):
+        TrainConfig.from_dict({"output_dir": "x", "objective": "frame_tags", "data": {"noise": 0.5}})
 
 
 def _config(tmp_path) -> TrainConfig:

@@ -247,7 +247,8 @@ def test_answer_returns_consistent_accounting(model):
         sum(acc["tokens_per_layer"]) / sum(acc["dense"]["tokens_per_layer"])
     )
     assert acc["scoring_tokens_per_layer"] == ans.scores.tokens_per_layer and acc["scoring_flops"] > 0
-    assert set(acc["seconds"]) == {"load", "vision", "scoring", "generate"}
+    assert set(acc["seconds"]) == {"load", "vision", "scoring", "generate", "option_scoring"}
+    assert (acc["option_scoring_flops"] > 0) == ans.choice_scored
     # The answer is what generate gives for exactly the kept frames.
     gen = model.generate(ids, visual_embeds=[visual], max_new_tokens=4, do_sample=False)
     assert ans.text == processor.decode(gen[0, ids.shape[1] :])

@@ -111,8 +111,9 @@ class XCompPipeline:
         `Answer.accounting` holds, for the answering prefill over the kept frames, `tokens_per_layer`,
         `prefill_flops`, `decode_flops_per_token`, `kv_cache_bytes`; the same under `dense` for the dense model
         over all sampled frames, and `ratio_to_dense`; `vision_flops` (the tower ran on every frame);
-        `scoring_flops` and `scoring_tokens_per_layer` (the QC-Comp pass, 0 / None when it did not run); and
-        `seconds` measured per stage (load, vision, scoring, generate).
+        `scoring_flops` and `scoring_tokens_per_layer` (the QC-Comp pass, 0 / None when it did not run);
+        `option_scoring_flops` (the prefill of the one-pass-per-option scoring, 0 unless `choice_scored`); and
+        `seconds` measured per stage (load, vision, scoring, generate, option_scoring).
         """
         seconds = {}
         t0 = time.perf_counter()
@@ -156,10 +157,15 @@ class XCompPipeline:
 
         choice = parse_choice(text, len(options), options) if options else None
         scored = bool(options) and choice is None
+        scored_lengths = []
+        t0 = time.perf_counter()
         if scored:
-            choice = self._most_likely_option(ids[0].tolist(), options, selected)
+            choice, scored_lengths = self._most_likely_option(ids[0].tolist(), options, selected)
+        seconds["option_scoring"] = time.perf_counter() - t0
         kept_list = kept.tolist()
-        text_tokens = ids.shape[1] - 1 + int(self.model.model.image_newline is not None)
+        newline = int(self.model.model.image_newline is not None)
+        text_tokens = ids.shape[1] - 1 + newline
+        option_text_tokens = [n - 1 + newline for n in scored_lengths]
         return Answer(
             text=text,
             choice=choice,
@@ -168,20 +174,21 @@ class XCompPipeline:
             kept_timestamps=[float(video.timestamps[i]) for i in kept_list],
             num_frames=N,
             scores=scores,
-            accounting=self._accounting(N, len(kept_list), n_encoded, text_tokens, scores, seconds),
+            accounting=self._accounting(N, len(kept_list), n_encoded, text_tokens, scores, option_text_tokens, seconds),
         )
 
     @torch.no_grad()
-    def _most_likely_option(self, prompt_ids: list[int], options: Sequence[str], visual: torch.Tensor) -> str:
+    def _most_likely_option(
+        self, prompt_ids: list[int], options: Sequence[str], visual: torch.Tensor
+    ) -> tuple[str, list[int]]:
         """Letter of the option with the highest log-likelihood (its tokens and <|im_end|>) as the answer to the
-        prompt, from the same kept frames: one teacher-forced pass per option."""
-        tok = self.processor.tokenizer
-        end = tok("<|im_end|>", add_special_tokens=False)["input_ids"]
+        prompt, from the same kept frames: one teacher-forced pass per option. Also returns each pass's text length."""
         vocab = self.model.model.vocab
-        best, best_score = 0, float("-inf")
+        best, best_score, lengths = 0, float("-inf"), []
         for i, option in enumerate(options):
-            answer = tok(option, add_special_tokens=False)["input_ids"] + end
+            answer = self.processor.answer_ids(option)
             ids = torch.tensor([prompt_ids + answer], device=self.model.device)
+            lengths.append(ids.shape[1])
             labels = torch.full_like(ids, IGNORE_INDEX)
             labels[0, len(prompt_ids) :] = torch.tensor(answer)
             logits = self.model(input_ids=ids, visual_embeds=[visual], labels=labels).logits.float()
@@ -190,7 +197,7 @@ class XCompPipeline:
             score = logits.log_softmax(-1).gather(1, rows[:, None]).sum().item()
             if score > best_score:
                 best, best_score = i, score
-        return OPTION_LETTERS[best]
+        return OPTION_LETTERS[best], lengths
 
     def _as_video(self, video, fps: float) -> Video:
         if isinstance(video, Video):
@@ -243,7 +250,14 @@ class XCompPipeline:
         return min(max(int(keep), 1), num_frames)
 
     def _accounting(
-        self, N: int, K: int, n_encoded: int, text_tokens: int, scores: FrameScores | None, seconds: dict
+        self,
+        N: int,
+        K: int,
+        n_encoded: int,
+        text_tokens: int,
+        scores: FrameScores | None,
+        option_text_tokens: list[int],
+        seconds: dict,
     ) -> dict:
         config = self.model.config
         dtype_bytes = self.model.dtype.itemsize
@@ -272,5 +286,6 @@ class XCompPipeline:
             "vision_flops": vision_flops(config, n_encoded),
             "scoring_flops": scoring_flops,
             "scoring_tokens_per_layer": scores.tokens_per_layer if scores is not None else None,
+            "option_scoring_flops": sum(run_cost(config, K, n, dtype_bytes).llm_prefill_flops for n in option_text_tokens),
             "seconds": seconds,
         }

@@ -33,6 +33,8 @@ class Record:
     kept_frames: Sequence[int] = ()
     event_kept: bool | None = None
     """Single-event questions: whether a frame showing the event reached the LLM (frame-selection recall)."""
+    choice_scored: bool = False
+    """Whether the prediction came from scoring the options because the generated text named none."""
 
     @property
     def correct(self) -> bool:
@@ -78,7 +80,7 @@ def event_by_depth(records: Iterable[Record], metric=accuracy) -> dict[tuple, li
 def markdown_table(records: Sequence[Record]) -> str:
     """Accuracy per system and frame count: overall, per family, with the token budget."""
     families = sorted({r.family for r in records})
-    header = ["system", "frames", "visual tokens in", "token-layers", "n", "accuracy", *families]
+    header = ["system", "frames", "visual tokens in", "token-layers", "n", "accuracy", *families, "options scored"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for (system, frames), rows in sorted(group(records, "system", "frames").items(), key=lambda kv: kv[0]):
         per_family = group(rows, "family")
@@ -90,6 +92,7 @@ def markdown_table(records: Sequence[Record]) -> str:
             str(len(rows)),
             f"{accuracy(rows):.3f}",
             *(f"{accuracy(per_family.get((f,), [])):.3f}" for f in families),
+            f"{sum(r.choice_scored for r in rows) / len(rows):.2f}",
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -147,6 +147,7 @@ def evaluate(config: EvalConfig, progress: bool = True) -> list[Record]:
                         prediction=ans.choice,
                         kept_frames=ans.kept_frames,
                         event_kept=_event_kept(row, ans.kept_timestamps),
+                        choice_scored=ans.choice_scored,
                     )
                 )
     write_results(records, out_dir)

@@ -111,6 +111,11 @@ class XCompProcessor:
             mask[b, width - len(e) :] = 1
         return {"input_ids": ids, "attention_mask": mask}
 
+    def answer_ids(self, answer: str) -> list[int]:
+        """Ids of an assistant answer and the <|im_end|> that closes it: what training supervises and what option
+        scoring scores, so the two cannot drift apart."""
+        return self.tokenizer(answer + "<|im_end|>", add_special_tokens=False)["input_ids"]
+
     def preprocess(self, frames: np.ndarray) -> torch.Tensor:
         """uint8 [T, H, W, 3] -> normalised [T, 3, size, size]."""
         return preprocess_frames(frames, size=self.image_size)

@@ -150,6 +150,8 @@ class TrainConfig:
                 raise ConfigError("objective = 'frame_tags' needs data.source = 'synth' (labels come from the events)")
             if not (self.train_vision or self.train_projector):
                 raise ConfigError("objective = 'frame_tags' trains the vision tower and projector; enable one")
+            if self.data.noise != 0:
+                raise ConfigError("objective = 'frame_tags' needs data.noise = 0 (decoy objects carry no tags)")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

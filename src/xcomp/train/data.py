@@ -33,14 +33,13 @@ class QACollator:
     def __init__(self, processor: XCompProcessor, prompt: PromptConfig | None = None):
         self.processor = processor
         self.prompt = prompt or PromptConfig()
-        self.end_ids = processor.tokenizer("<|im_end|>", add_special_tokens=False)["input_ids"]
 
     def encode(self, sample: QASample) -> tuple[list[int], list[int]]:
         """Prompt + answer + <|im_end|> ids, and labels that are -100 except on the answer and its end."""
         tok = self.processor.tokenizer
         prompt = build_prompt(sample.question, sample.options, sample.duration, len(sample.frames), self.prompt)
         prompt_ids = tok(prompt, add_special_tokens=False)["input_ids"]
-        answer_ids = tok(sample.answer, add_special_tokens=False)["input_ids"] + self.end_ids
+        answer_ids = self.processor.answer_ids(sample.answer)
         return prompt_ids + answer_ids, [IGNORE_INDEX] * len(prompt_ids) + answer_ids
 
     def __call__(self, samples: Sequence[QASample]) -> dict[str, torch.Tensor | list[int]]:

@@ -15,7 +15,7 @@ Two choices make the features useful to the LLM rather than just separable:
   place of captions.
 
 The head is discarded; the saved model is the ordinary VLM with a retrained vision tower and projector. Only
-scripted events are labelled: decoys (data.noise > 0) would count as "no object", so tag noise-free videos.
+scripted events are labelled: decoys (data.noise > 0) would count as "no object", so the config requires noise 0.
 """
 
 from __future__ import annotations
