@@ -29,3 +29,24 @@ def test_info_bad_config_is_one_line_error(tmp_path):
     assert res.stderr.strip().startswith("error:") and len(res.stderr.strip().splitlines()) == 1
     res = run_cli("info", "--config", str(tmp_path / "missing.json"))
     assert res.returncode != 0 and res.stderr.strip().startswith("error:")
+
+
+def test_missing_model_folders_are_one_line_errors_before_any_work(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for init, message in [(tmp_path / "nope", "tokenizer folder not found"), (empty, "has no tokenizer files")]:
+        config = tmp_path / "train.toml"
+        config.write_text(f'output_dir = "{tmp_path / "out"}"\ninit = "{init}"\n')
+        res = run_cli("train", str(config))
+        err = res.stderr.strip().splitlines()
+        assert res.returncode == 2 and len(err) == 1 and message in err[0], res.stderr[-500:]
+    questions = tmp_path / "questions.jsonl"
+    questions.write_text('{"id": "a", "video": "missing.mp4"}\n')  # never decoded: the model is checked first
+    config = tmp_path / "eval.toml"
+    config.write_text(
+        f'data = "{questions}"\noutput_dir = "{tmp_path / "res"}"\n[[systems]]\nname = "x"\nmodel = "{empty}"\n'
+    )
+    res = run_cli("eval", str(config))
+    err = res.stderr.strip().splitlines()
+    assert res.returncode == 2 and len(err) == 1 and "is not a model folder" in err[-1], res.stderr[-500:]
+    assert not (tmp_path / "res").exists()

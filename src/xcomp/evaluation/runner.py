@@ -109,6 +109,9 @@ def evaluate(config: EvalConfig, progress: bool = True) -> list[Record]:
         raise ConfigError(f"eval data not found: {data}")
     rows = [json.loads(line) for line in data.read_text().splitlines() if line.strip()]
     rows = rows[: config.limit] if config.limit else rows
+    for spec in config.systems:  # before minutes of decoding, not after
+        if not (Path(spec.model) / "config.json").is_file():
+            raise ConfigError(f"system {spec.name!r}: {spec.model} is not a model folder (no config.json)")
     out_dir = Path(config.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
 

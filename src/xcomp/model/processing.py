@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
-from xcomp.errors import XCompError
+from xcomp.errors import ConfigError, XCompError
 from xcomp.vision.processor import preprocess_frames
 
 VIDEO_PLACEHOLDER = "<|video_pad|>"
@@ -94,6 +94,11 @@ class XCompProcessor:
     @classmethod
     def from_pretrained(cls, path: str | Path, image_size: int = 448) -> XCompProcessor:
         """Load the tokenizer files (vocab.json + merges.txt or tokenizer.json) from a local folder."""
+        folder = Path(path)
+        if not folder.is_dir():  # else transformers would take it for a hub id and fail with a hub error
+            raise ConfigError(f"tokenizer folder not found: {path}")
+        if not ((folder / "tokenizer.json").is_file() or (folder / "vocab.json").is_file()):
+            raise ConfigError(f"{path} has no tokenizer files (tokenizer.json, or vocab.json and merges.txt)")
         return cls(AutoTokenizer.from_pretrained(str(path)), image_size=image_size)
 
     def save_pretrained(self, path: str | Path) -> None:
