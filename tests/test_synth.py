@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 
 import numpy as np
 import pytest
@@ -184,3 +185,21 @@ def test_order_questions_need_room_for_three_spread_events():
     make_case("needle", 0, 0, params)  # a quarter of the video holds one event
     with pytest.raises(ConfigError, match="order questions need >= 24 frames"):
         make_case("order", 0, 0, params)
+
+
+def test_read_questions_names_the_bad_line(tmp_path):
+    from xcomp.synth.generate import read_questions
+
+    good = '{"video": "v.mp4", "question": "q?", "answer": "A"}'
+    path = tmp_path / "q.jsonl"
+    path.write_text(f"{good}\n\n{good}\n")
+    assert len(read_questions(path, ("video", "answer"))) == 2
+    for text, message in [
+        (f"{good}\n{{oops\n", "q.jsonl:2: not JSON"),
+        (f'{good}\n\n{{"video": "v.mp4"}}\n', "q.jsonl:3: missing keys ['answer']"),
+        ("[1, 2]\n", "q.jsonl:1: expected a JSON object"),
+        ("\n", "no questions"),
+    ]:
+        path.write_text(text)
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            read_questions(path, ("video", "answer"))

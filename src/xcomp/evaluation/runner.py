@@ -102,12 +102,13 @@ def evaluate(config: EvalConfig, progress: bool = True) -> list[Record]:
     from xcomp.model.convert import load_model
     from xcomp.model.processing import XCompProcessor
     from xcomp.pipeline import XCompPipeline
+    from xcomp.synth.generate import read_questions
     from xcomp.video import FrameSamplingConfig, load_video
 
     data = Path(config.data)
     if not data.is_file():
         raise ConfigError(f"eval data not found: {data}")
-    rows = [json.loads(line) for line in data.read_text().splitlines() if line.strip()]
+    rows = read_questions(data, ("id", "video", "question", "options", "answer", "family"))
     rows = rows[: config.limit] if config.limit else rows
     for spec in config.systems:  # before minutes of decoding, not after
         if not (Path(spec.model) / "config.json").is_file():

@@ -8,7 +8,7 @@ regenerated one at a time. The JSONL format is documented in docs/synthetic_suit
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -236,3 +236,28 @@ def write_suite(
             out.write(json.dumps(case.record) + "\n")
             bar.update()
     return jsonl
+
+
+def read_questions(path: str | Path, required: Sequence[str]) -> list[dict]:
+    """The records of a questions JSONL (the format `write_suite` writes), each checked for ``required`` keys, so
+    a malformed line is a one-line error naming the file and line, not a traceback halfway through a run."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"questions file not found: {path}")
+    rows = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise ConfigError(f"{path}:{number}: not JSON ({error.msg})") from error
+        if not isinstance(row, dict):
+            raise ConfigError(f"{path}:{number}: expected a JSON object")
+        missing = [key for key in required if key not in row]
+        if missing:
+            raise ConfigError(f"{path}:{number}: missing keys {missing}")
+        rows.append(row)
+    if not rows:
+        raise ConfigError(f"{path}: no questions")
+    return rows

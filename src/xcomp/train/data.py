@@ -67,13 +67,14 @@ class JsonlQADataset(torch.utils.data.Dataset):
     """Samples from an `xcomp synth` JSONL (videos decoded on access, `num_frames` uniformly sampled)."""
 
     def __init__(self, path: str, num_frames: int, image_size: int, fraction: float = 1.0):
-        import json
         from pathlib import Path
+
+        from xcomp.synth.generate import read_questions
 
         self.path = Path(path)
         if not self.path.is_file():
             raise ConfigError(f"training data not found: {self.path}")
-        rows = [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+        rows = read_questions(self.path, ("video", "question", "answer"))
         self.rows = rows[: max(1, int(len(rows) * fraction))]
         self.num_frames = num_frames
         self.image_size = image_size
