@@ -59,6 +59,19 @@ def test_ask_bad_inputs_are_one_line_errors(model_dir, tmp_path):
     assert res.returncode != 0 and res.stderr.strip().startswith("error:")
 
 
+def test_ask_bad_question_and_settings_are_one_line_errors(model_dir, suite):
+    out, case = suite
+    video = str(out / case["video"])
+    for question, extra, message in [
+        ("  ", [], "the question is empty"),
+        ("what?", ["--max-new-tokens", "0"], "max_new_tokens must be >= 1"),
+        ("what?", ["--keep", "1.5"], "--keep is a whole number of frames"),
+    ]:
+        res = run_cli("ask", video, question, "--model", str(model_dir), *extra)
+        err = res.stderr.strip().splitlines()
+        assert res.returncode == 2 and len(err) == 1 and message in err[0], res.stderr[-500:]
+
+
 def test_question_that_does_not_fit_the_context(model_dir, suite):
     out, case = suite
     long_question = "x " * 33000  # one token each: more than the 32,768 positions of the tiny model

@@ -87,6 +87,8 @@ def cmd_ask(args: argparse.Namespace) -> int:
     clip, size = config.local_num_frames, config.vision_config.image_size
     if args.frames is not None and (args.frames < clip or args.frames % clip):
         raise XCompError(f"--frames must be a positive multiple of {clip} (the model's clip length)")
+    if args.keep is not None and args.keep > 1 and not args.keep.is_integer():
+        raise XCompError(f"--keep is a whole number of frames or a fraction <= 1, got {args.keep}")
     sampling = FrameSamplingConfig(multiple_of=clip, size=size)
     if args.frames:
         sampling = FrameSamplingConfig(min_frames=args.frames, max_frames=args.frames, multiple_of=clip, size=size)

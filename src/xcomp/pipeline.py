@@ -115,6 +115,10 @@ class XCompPipeline:
         `option_scoring_flops` (the prefill of the one-pass-per-option scoring, 0 unless `choice_scored`); and
         `seconds` measured per stage (load, vision, scoring, generate, option_scoring).
         """
+        if not question.strip():
+            raise XCompError("the question is empty")
+        if max_new_tokens < 1:
+            raise XCompError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
         seconds = {}
         t0 = time.perf_counter()
         video = self._as_video(video, fps)
