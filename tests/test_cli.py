@@ -1,3 +1,4 @@
+import json
 import subprocess
 import sys
 
@@ -41,7 +42,8 @@ def test_missing_model_folders_are_one_line_errors_before_any_work(tmp_path):
         err = res.stderr.strip().splitlines()
         assert res.returncode == 2 and len(err) == 1 and message in err[0], res.stderr[-500:]
     questions = tmp_path / "questions.jsonl"
-    questions.write_text('{"id": "a", "video": "missing.mp4"}\n')  # never decoded: the model is checked first
+    row = {"id": "a", "video": "missing.mp4", "question": "q?", "options": ["x", "y"], "answer": "A", "family": "f"}
+    questions.write_text(json.dumps(row) + "\n")  # never decoded: the model is checked first
     config = tmp_path / "eval.toml"
     config.write_text(
         f'data = "{questions}"\noutput_dir = "{tmp_path / "res"}"\n[[systems]]\nname = "x"\nmodel = "{empty}"\n'

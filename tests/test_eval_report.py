@@ -28,3 +28,30 @@ def test_recall_by_depth_counts_only_needles_with_frame_selection(tmp_path):
     assert "0.00 (1)" in depth_table(qc, recall)
     names = [p.name for p in plot(qc + dense, tmp_path)]
     assert names == ["accuracy_vs_budget.png", "event_accuracy_vs_depth.png", "event_recall_vs_depth.png"]
+
+
+def test_eval_config_errors_name_the_key_and_system(tmp_path):
+    import re
+
+    import pytest
+
+    from xcomp.errors import ConfigError
+    from xcomp.evaluation.runner import EvalConfig
+
+    head = 'data = "q.jsonl"\noutput_dir = "out"\n'
+    system = '[[systems]]\nname = "lp"\nmodel = "m"\n'
+    cases = [
+        (head + "frames = 32\n" + system, "frames = 32 is not a list of integers"),
+        (head + system + 'qc = "yes"\n', "[[systems]] #1: qc = 'yes' is not one of 'none', 'local', 'global'"),
+        (head + system + system.replace("lp", "qc") + "keep = 2\n", "system 'qc': keep must be a fraction in (0, 1]"),
+        (head + '[[systems]]\nmodel = "m"\n', "[[systems]] #1: missing required keys ['name']"),
+        (head, "no [[systems]] to evaluate"),
+        ('data = "q.jsonl"\n' + system, "missing required keys ['output_dir']"),
+    ]
+    path = tmp_path / "eval.toml"
+    for text, message in cases:
+        path.write_text(text)
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            EvalConfig.from_file(path)
+    path.write_text(head + system)
+    assert EvalConfig.from_file(path).systems[0].keep == 0.25

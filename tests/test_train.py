@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -70,6 +71,16 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
         assert [int(r["step"]) for r in csv.DictReader(f)] == list(range(1, steps + 1))
 
 
+def test_resume_refuses_another_recipe_but_extends_a_run(tmp_path):
+    require(TOKENIZER_DIR)
+    make_trainer(str(tmp_path), 2).train()
+    with pytest.raises(ConfigError, match=re.escape("another config (weight_decay: 0.0 -> 0.1)")):
+        make_trainer(str(tmp_path), 2, weight_decay=0.1).train()
+    make_trainer(str(tmp_path), 4).train()  # more steps: continues from step 2
+    with (tmp_path / "log.csv").open() as f:
+        assert [int(r["step"]) for r in csv.DictReader(f)] == [1, 2, 3, 4]
+
+
 def test_config_files_and_unknown_keys(tmp_path):
     toml = tmp_path / "run.toml"
     toml.write_text('output_dir = "out"\nsteps = 5\n[data]\nnum_frames = 8\n')
@@ -81,6 +92,33 @@ def test_config_files_and_unknown_keys(tmp_path):
         TrainConfig.from_file(yaml_file)
     with pytest.raises(ConfigError):
         TrainConfig.from_dict({"output_dir": "x", "train_llm": False, "train_projector": False})
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"steps": "100"}, "steps = '100' is not an integer"),
+        ({"grad_accum": 1.5}, "grad_accum = 1.5 is not an integer"),
+        ({"train_llm": "no"}, "train_llm = 'no' is not true/false"),
+        ({"compression": "zip"}, "compression = 'zip' is not one of 'dense'"),
+        ({"precision": "fp8"}, "precision = 'fp8' is not one of 'fp32', 'bf16'"),
+        ({"schedule": [16, "9"]}, "is not a list of integers or unset"),
+        ({"data": {"answer": "emoji"}}, "[data]: answer = 'emoji' is not one of 'letter', 'text'"),
+        ({"data": {"num_frames": [16, 32.0]}}, "is not an integer or a list of integers"),
+        ({"lr": -1.0}, "lr must be > 0"),
+        ({"warmup_ratio": 2}, "warmup_ratio must be in [0, 1]"),
+        ({}, "missing required keys ['output_dir']"),
+    ],
+)
+def test_mistyped_or_out_of_range_fields_are_named(fields, message):
+    raw = {"output_dir": "x", **fields} if fields else {}
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        TrainConfig.from_dict(raw)
+
+
+def test_integers_are_accepted_for_float_fields():
+    cfg = TrainConfig.from_dict({"output_dir": "x", "lr": 1, "data": {"noise": 0}})
+    assert cfg.lr == 1.0 and isinstance(cfg.lr, float) and isinstance(cfg.data.noise, float)
 
 
 def test_two_process_ddp_equals_single_process_with_global_batch(tmp_path):

@@ -18,6 +18,8 @@ from tqdm.auto import tqdm
 
 from xcomp.errors import ConfigError
 from xcomp.evaluation.report import SINGLE_EVENT_FAMILIES, Record, depth_table, markdown_table, plot, recall
+from xcomp.model.configuration import CompressionMethod
+from xcomp.typed_config import build
 
 
 @dataclass
@@ -28,7 +30,7 @@ class SystemSpec:
     """Row label in the results."""
     model: str
     """Model folder (ours or published layout)."""
-    compression: str | None = None
+    compression: CompressionMethod | None = None
     """Override the model's compression method (e.g. evaluate an LP-Comp model densely)."""
     schedule: list[int] | None = None
     """Override the tokens per frame entering each decoder layer (with `compression`)."""
@@ -70,18 +72,17 @@ class EvalConfig:
             raw = tomllib.loads(path.read_text())
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: cannot parse ({exc})") from exc
-        known = {f.name for f in dataclasses.fields(cls)}
-        if unknown := set(raw) - known:
-            raise ConfigError(f"{path}: unknown keys {sorted(unknown)}")
-        systems = []
-        spec_known = {f.name for f in dataclasses.fields(SystemSpec)}
-        for s in raw.pop("systems", []):
-            if unknown := set(s) - spec_known:
-                raise ConfigError(f"{path}: unknown system keys {sorted(unknown)}")
-            systems.append(SystemSpec(**s))
-        if not systems:
+        systems = raw.pop("systems", [])
+        if not isinstance(systems, list) or not systems:
             raise ConfigError(f"{path}: no [[systems]] to evaluate")
-        return cls(systems=systems, **raw)
+        specs = [build(SystemSpec, s, f"{path} [[systems]] #{i + 1}") for i, s in enumerate(systems)]
+        config = build(cls, raw, str(path), systems=specs)
+        for spec in specs:
+            if not 0 < spec.keep <= 1:
+                raise ConfigError(f"{path}: system {spec.name!r}: keep must be a fraction in (0, 1], got {spec.keep}")
+            if min(spec.frames or config.frames, default=0) < 1:
+                raise ConfigError(f"{path}: system {spec.name!r}: frame counts must be >= 1")
+        return config
 
 
 def _visual_token_layers(tokens_per_layer: list[int], text_tokens: int) -> int:

@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from xcomp.errors import ConfigError
+from xcomp.model.configuration import CompressionMethod
+from xcomp.typed_config import build
 
 
 @dataclass
@@ -58,7 +60,7 @@ class TrainConfig:
     objective: Literal["answer", "frame_tags"] = "answer"
     """'answer': next-token loss on the answers; 'frame_tags': per-frame colour/shape/digit classification of the
     visual tokens of synthetic videos, which pretrains a from-scratch vision tower and projector (LLM unused)."""
-    compression: str | None = None
+    compression: CompressionMethod | None = None
     """Override the model's compression while training (SCT: 'lp_comp' on a dense base)."""
     schedule: list[int] | None = None
     """Override the compression schedule (tokens per frame entering each layer)."""
@@ -127,12 +129,8 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, raw: dict, where: str = "config") -> TrainConfig:
         raw = dict(raw)
-        data = raw.pop("data", {}) or {}
-        _check_keys(DataConfig, data, f"{where} [data]")
-        _check_keys(cls, raw, where)
-        if "output_dir" not in raw:
-            raise ConfigError(f"{where}: 'output_dir' is required")
-        config = cls(data=DataConfig(**data), **raw)
+        data = build(DataConfig, raw.pop("data", None) or {}, f"{where} [data]")
+        config = build(cls, raw, where, data=data)
         config.validate()
         return config
 
@@ -143,6 +141,14 @@ class TrainConfig:
             raise ConfigError("data.num_frames must be one number for source = 'jsonl'")
         if not 0 < self.data.fraction <= 1:
             raise ConfigError("data.fraction must be in (0, 1]")
+        if self.lr <= 0 or self.weight_decay < 0 or self.max_grad_norm < 0:
+            raise ConfigError("lr must be > 0, weight_decay and max_grad_norm >= 0")
+        if not 0 <= self.warmup_ratio <= 1:
+            raise ConfigError(f"warmup_ratio must be in [0, 1], got {self.warmup_ratio}")
+        if min(self.save_every, self.log_every, self.keep_checkpoints, self.data.num_samples) < 1:
+            raise ConfigError("save_every, log_every, keep_checkpoints and data.num_samples must be >= 1")
+        if not (0 <= self.data.noise <= 1 and 0 <= self.data.open_ended <= 1):
+            raise ConfigError("data.noise and data.open_ended must be in [0, 1]")
         if not (self.train_vision or self.train_projector or self.train_llm):
             raise ConfigError("nothing to train: enable train_vision, train_projector or train_llm")
         if self.objective == "frame_tags":
@@ -156,9 +162,3 @@ class TrainConfig:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
-
-def _check_keys(cls, raw: dict, where: str) -> None:
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise ConfigError(f"{where}: unknown keys {unknown}; known: {sorted(known)}")

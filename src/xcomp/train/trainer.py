@@ -32,6 +32,8 @@ from xcomp.train.config import TrainConfig
 from xcomp.train.data import QACollator
 
 STATE_FILE = "trainer_state.json"
+RESUMABLE_CHANGES = {"output_dir", "steps", "save_every", "log_every", "keep_checkpoints"}
+"""Config fields that may differ when a run is resumed: extend it, or checkpoint and log at another rate."""
 LOG_FIELDS = ["step", "loss", "lr", "samples", "seconds"]
 """Columns of log.csv; a model output with an `accuracy` dict adds one `<name>_acc` column per entry."""
 
@@ -125,9 +127,28 @@ class Trainer:
         found = checkpoints(self.output_dir)
         if not found:
             return
+        state = json.loads((found[-1] / STATE_FILE).read_text())
+        self._check_same_run(state.get("config", {}))
         self.accelerator.load_state(str(found[-1]))
-        self.step = json.loads((found[-1] / STATE_FILE).read_text())["step"]
+        self.step = state["step"]
         self._truncate_log(self.step)
+
+    def _check_same_run(self, stored: dict) -> None:
+        """Resuming under another recipe (learning rate, data, init, ...) would silently mix two runs."""
+
+        def flat(config: dict) -> dict:
+            data = {f"data.{k}": v for k, v in config.get("data", {}).items()}
+            return {**{k: v for k, v in config.items() if k != "data"}, **data}
+
+        before, now = flat(stored), flat(json.loads(json.dumps(self.config.to_dict())))
+        changed = [  # a key the stored config lacks is a field added since: it had its default then
+            f"{k}: {before[k]!r} -> {v!r}" for k, v in now.items() if k in before and k not in RESUMABLE_CHANGES and before[k] != v
+        ]
+        if changed:
+            raise ConfigError(
+                f"{self.output_dir} holds a run with another config ({'; '.join(changed[:3])}); "
+                "use a new output_dir, or delete that one to start over"
+            )
 
     def save(self) -> None:
         root = self.output_dir / "checkpoints"
