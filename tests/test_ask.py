@@ -105,3 +105,28 @@ def test_unparsable_answer_picks_the_option_with_the_lowest_answer_loss(model_di
         with torch.no_grad():
             losses.append(float(pipe.model(**batch).loss) * n)
     assert "ABCD"[int(np.argmin(losses))] == answer.choice
+
+
+def test_pipeline_settings_round_trip_with_the_model(model_dir, tmp_path):
+    import json
+
+    import pytest
+
+    from xcomp.compression.qc_comp import QCCompConfig
+    from xcomp.errors import ConfigError
+    from xcomp.pipeline import XCompPipeline
+    from xcomp.video import FrameSamplingConfig
+
+    reference = XCompPipeline.from_pretrained(model_dir)  # no pipeline_config.json: the published settings
+    assert (reference.sampling.max_frames, reference.qc.keep_ratio, reference.qc.keep) == (1024, 0.25, None)
+    sampling = FrameSamplingConfig(min_frames=8, max_frames=24, multiple_of=4, size=64)
+    qc = QCCompConfig(keep=12, segment_frames=4, shifts=(0, 2), scorer="global")
+    XCompPipeline(reference.model, reference.processor, sampling=sampling, qc=qc).save_pretrained(tmp_path / "m")
+    loaded = XCompPipeline.from_pretrained(tmp_path / "m")
+    assert loaded.sampling == sampling and loaded.qc == qc
+    assert XCompPipeline.from_pretrained(tmp_path / "m", qc=QCCompConfig()).qc == QCCompConfig()  # arguments win
+    data = json.loads((tmp_path / "m" / "pipeline_config.json").read_text())
+    data["qc"]["keep"] = "twelve"
+    (tmp_path / "m" / "pipeline_config.json").write_text(json.dumps(data))
+    with pytest.raises(ConfigError, match="keep = 'twelve' is not an integer"):
+        XCompPipeline.from_pretrained(tmp_path / "m")

@@ -47,6 +47,15 @@ def test_ask_and_demo_work_without_a_model_argument(tmp_path):
     lines = dict(line.split(": ", 1) for line in res.stdout.splitlines() if ": " in line)
     assert lines["frames"] == "16 kept of 32 sampled" and lines["choice"][0] in "ABCD"
 
+    # A long video (the `xcomp synth` default length) with no settings: the model's pipeline_config.json keeps
+    # the LLM within the 32 frames it was trained on, chosen by QC-Comp from 64 sampled.
+    jsonl = write_suite(tmp_path / "long", "needle", 1, HELD_OUT_SEED, SynthParams(frames=256, size=64, noise=0.0))
+    case = json.loads(jsonl.read_text().splitlines()[0])
+    res = run_cli("ask", str(tmp_path / "long" / case["video"]), case["question"], "--options", *case["options"])
+    assert res.returncode == 0, res.stderr
+    lines = dict(line.split(": ", 1) for line in res.stdout.splitlines() if ": " in line)
+    assert lines["frames"] == "32 kept of 64 sampled"
+
     res = run_cli("demo", "--outdir", str(tmp_path / "demo"))
     assert res.returncode == 0, res.stderr
     assert "truth: " in res.stdout and "choice: " in res.stdout and "kept frames: " in res.stdout

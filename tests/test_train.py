@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import re
 import signal
@@ -76,9 +77,12 @@ def test_resume_refuses_another_recipe_but_extends_a_run(tmp_path):
     make_trainer(str(tmp_path), 2).train()
     with pytest.raises(ConfigError, match=re.escape("another config (weight_decay: 0.0 -> 0.1)")):
         make_trainer(str(tmp_path), 2, weight_decay=0.1).train()
-    make_trainer(str(tmp_path), 4).train()  # more steps: continues from step 2
+    assert not (tmp_path / "final" / "pipeline_config.json").exists()
+    make_trainer(str(tmp_path), 4, answer_frames=4).train()  # more steps: continues from step 2
     with (tmp_path / "log.csv").open() as f:
         assert [int(r["step"]) for r in csv.DictReader(f)] == [1, 2, 3, 4]
+    saved = json.loads((tmp_path / "final" / "pipeline_config.json").read_text())
+    assert saved["qc"]["keep"] == 4 and saved["sampling"]["max_frames"] == 8
 
 
 def test_config_files_and_unknown_keys(tmp_path):

@@ -75,10 +75,11 @@ def default_model_path():
 
 def cmd_ask(args: argparse.Namespace) -> int:
     """Answer a question about a video: sample frames, QC-Comp selection, LP-Comp generation."""
-    from xcomp.compression.qc_comp import QCCompConfig
+    from dataclasses import replace
+
     from xcomp.model.convert import load_config
-    from xcomp.pipeline import XCompPipeline
-    from xcomp.video import FrameSamplingConfig, load_video
+    from xcomp.pipeline import XCompPipeline, load_pipeline_config
+    from xcomp.video import load_video
 
     model_path = args.model or default_model_path()
     if model_path is None:
@@ -89,11 +90,12 @@ def cmd_ask(args: argparse.Namespace) -> int:
         raise XCompError(f"--frames must be a positive multiple of {clip} (the model's clip length)")
     if args.keep is not None and args.keep > 1 and not args.keep.is_integer():
         raise XCompError(f"--keep is a whole number of frames or a fraction <= 1, got {args.keep}")
-    sampling = FrameSamplingConfig(multiple_of=clip, size=size)
+    sampling, qc = load_pipeline_config(model_path, clip, size)  # the model's own defaults, if it has them
     if args.frames:
-        sampling = FrameSamplingConfig(min_frames=args.frames, max_frames=args.frames, multiple_of=clip, size=size)
+        sampling = replace(sampling, min_frames=args.frames, max_frames=args.frames)
     video = load_video(args.video, sampling, progress=sys.stderr.isatty())
-    qc = QCCompConfig(scorer=args.scorer, segment_frames=args.qc_segment_frames, shifts=args.qc_shifts)
+    given = {"scorer": args.scorer, "segment_frames": args.qc_segment_frames, "shifts": args.qc_shifts}
+    qc = replace(qc, **{k: v for k, v in given.items() if v is not None})
     pipe = XCompPipeline.from_pretrained(model_path, sampling=sampling, qc=qc)
     keep = None if args.keep is None else int(args.keep) if args.keep >= 1 else args.keep
     result = pipe.answer(video, args.question, options=args.options, keep=keep, max_new_tokens=args.max_new_tokens)
@@ -201,8 +203,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def _add_qc_arguments(parser: argparse.ArgumentParser) -> None:
     """QC-Comp scoring options shared by `ask` and `demo`."""
-    parser.add_argument("--scorer", choices=["local", "global"], default="local", help="QC-Comp frame scorer")
-    parser.add_argument("--qc-segment-frames", type=int, default=8, help="frames per QC-Comp scoring window")
+    parser.add_argument("--scorer", choices=["local", "global"], help="QC-Comp frame scorer (default: local)")
+    parser.add_argument("--qc-segment-frames", type=int, help="frames per QC-Comp scoring window (default: 8)")
     parser.add_argument("--qc-shifts", type=int, nargs="+",
                         help="window offsets of the scoring passes (default: 0 and half a window; '--qc-segment-frames"
                              " 16 --qc-shifts 0' is one pass, 0.48x a dense prefill at 1,024 frames)")  # fmt: skip
@@ -226,8 +228,10 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("question", help="the question")
     ask.add_argument("--options", nargs="+", help="multiple-choice options (listed as (A), (B), …)")
     ask.add_argument("--model", help="model folder (default: the embedded model)")
-    ask.add_argument("--frames", type=int, help="frames to sample (default: 1 fps clamped to [64, 1024])")
-    ask.add_argument("--keep", type=float, help="frames kept by QC-Comp: a count, or a fraction < 1 (default 0.25)")
+    ask.add_argument("--frames", type=int, help="frames to sample (default: the model's pipeline_config.json, "
+                     "else 1 fps clamped to [64, 1024])")  # fmt: skip
+    ask.add_argument("--keep", type=float, help="frames kept by QC-Comp: a count, or a fraction < 1 (default: the "
+                     "model's pipeline_config.json, else 0.25)")  # fmt: skip
     _add_qc_arguments(ask)
     ask.add_argument("--max-new-tokens", type=int, default=32, help="answer length limit")
     ask.add_argument("--show-frames", action="store_true", help="print the kept frame indices and times")

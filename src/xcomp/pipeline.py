@@ -8,21 +8,67 @@ for an XComp model). The answer carries the kept frames, their scores and the co
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from xcomp.accounting import layer_flops, run_cost, vision_flops
 from xcomp.compression.qc_comp import FrameScores, QCCompConfig, score_frames, split_prompt
-from xcomp.errors import PromptTooLongError, XCompError
+from xcomp.errors import ConfigError, PromptTooLongError, XCompError
 from xcomp.model.modeling import IGNORE_INDEX, XCompForCausalLM
 from xcomp.model.processing import OPTION_LETTERS, PromptConfig, XCompProcessor, build_prompt, parse_choice
+from xcomp.typed_config import build
 from xcomp.video.decode import Video, load_video
 from xcomp.video.sampling import FrameSamplingConfig
+
+PIPELINE_CONFIG = "pipeline_config.json"
+"""File beside a model with the frame sampling and QC-Comp settings that suit it (`save_pipeline_config`),
+as generation_config.json holds its generation defaults."""
+
+
+def reference_defaults(clip: int, image_size: int) -> tuple[FrameSamplingConfig, QCCompConfig]:
+    """The published model's settings: 1 fps clamped to [64, 1024] frames (a multiple of the clip length, at the
+    tower's resolution), QC-Comp keeping 25 %."""
+    return FrameSamplingConfig(multiple_of=clip, size=image_size), QCCompConfig()
+
+
+def answer_defaults(frames: int, clip: int, image_size: int) -> tuple[FrameSamplingConfig, QCCompConfig]:
+    """Defaults for a model trained on videos of up to ``frames`` frames: QC-Comp keeps ``frames`` frames out of
+    at most twice as many sampled, so the LLM never answers from more frames than it learned on (on the
+    synthetic suite the tiny model is at chance from 64 frames, and keeping half beats keeping a quarter)."""
+    sampling = FrameSamplingConfig(
+        min_frames=min(64, 2 * frames), max_frames=2 * frames, multiple_of=clip, size=image_size
+    )
+    return sampling, QCCompConfig(keep=frames)
+
+
+def save_pipeline_config(path: str | os.PathLike, sampling: FrameSamplingConfig, qc: QCCompConfig) -> None:
+    data = {"sampling": dataclasses.asdict(sampling), "qc": dataclasses.asdict(qc)}
+    (Path(path) / PIPELINE_CONFIG).write_text(json.dumps(data, indent=2) + "\n")
+
+
+def load_pipeline_config(
+    path: str | os.PathLike, clip: int, image_size: int
+) -> tuple[FrameSamplingConfig, QCCompConfig]:
+    """The settings saved with the model at ``path``, or `reference_defaults`."""
+    file = Path(path) / PIPELINE_CONFIG
+    if not file.is_file():
+        return reference_defaults(clip, image_size)
+    try:
+        data = json.loads(file.read_text())
+    except json.JSONDecodeError as error:
+        raise ConfigError(f"{file}: not JSON ({error.msg})") from error
+    if not isinstance(data, dict):
+        raise ConfigError(f"{file}: expected a JSON object")
+    sampling = build(FrameSamplingConfig, data.get("sampling", {}), f"{file} sampling")
+    return sampling, build(QCCompConfig, data.get("qc", {}), f"{file} qc")
 
 
 @dataclass
@@ -63,28 +109,44 @@ class XCompPipeline:
     ):
         """
         Args:
-            sampling: how frames are sampled from a video file; default: 1 fps clamped to [64, 1024] frames,
-                a multiple of the model's clip length, at the vision tower's resolution.
-            qc: QC-Comp scoring and how many frames to keep (default `QCCompConfig()`: keep 25 %).
+            sampling: how frames are sampled from a video file; default: `reference_defaults` (1 fps clamped
+                to [64, 1024] frames). `from_pretrained` uses the model folder's pipeline_config.json instead.
+            qc: QC-Comp scoring and how many frames to keep (default: keep 25 %).
             prompt: system message and time message of the prompt.
             vision_batch: frames per vision-tower call (rounded to whole clips); bounds activation memory.
         """
         self.model = model.eval()
         self.processor = processor
         clip = model.config.local_num_frames
-        self.sampling = sampling or FrameSamplingConfig(multiple_of=clip, size=processor.image_size)
-        self.qc = qc or QCCompConfig()
+        reference_sampling, reference_qc = reference_defaults(clip, processor.image_size)
+        self.sampling = sampling or reference_sampling
+        self.qc = qc or reference_qc
         self.prompt = prompt or PromptConfig()
         self.vision_batch = max(vision_batch // clip, 1) * clip
 
     @classmethod
-    def from_pretrained(cls, path: str | os.PathLike, **kwargs) -> XCompPipeline:
-        """Model and tokenizer from one local folder (ours or a published VideoChat-Flash/XComp one)."""
+    def from_pretrained(
+        cls,
+        path: str | os.PathLike,
+        sampling: FrameSamplingConfig | None = None,
+        qc: QCCompConfig | None = None,
+        **kwargs,
+    ) -> XCompPipeline:
+        """Model and tokenizer from one local folder (ours or a published VideoChat-Flash/XComp one); frame
+        sampling and QC-Comp default to the folder's pipeline_config.json, if it has one."""
         from xcomp.model.convert import load_model
 
         model = load_model(path)
-        processor = XCompProcessor.from_pretrained(path, image_size=model.config.vision_config.image_size)
-        return cls(model, processor, **kwargs)
+        image_size = model.config.vision_config.image_size
+        processor = XCompProcessor.from_pretrained(path, image_size=image_size)
+        saved_sampling, saved_qc = load_pipeline_config(path, model.config.local_num_frames, image_size)
+        return cls(model, processor, sampling=sampling or saved_sampling, qc=qc or saved_qc, **kwargs)
+
+    def save_pretrained(self, path: str | os.PathLike) -> None:
+        """Model, tokenizer and this pipeline's sampling and QC-Comp settings, for `from_pretrained`."""
+        self.model.save_pretrained(str(path))
+        self.processor.save_pretrained(path)
+        save_pipeline_config(path, self.sampling, self.qc)
 
     @torch.no_grad()
     def answer(

@@ -16,7 +16,9 @@ from xcomp.errors import ConfigError
 
 def build(cls: type, raw: Any, where: str, **values: Any) -> Any:
     """``cls(**raw, **values)`` for a config dataclass, with unknown keys (typos must not pass silently), missing
-    required keys and mistyped values reported as one line naming ``where``."""
+    required keys and values that do not match their annotation reported as one line naming ``where``. Values
+    are checked before the dataclass's own validation runs, so that sees the types it expects; ints given for
+    float fields become floats."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: expected a table of keys, got {type(raw).__name__}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
@@ -26,23 +28,13 @@ def build(cls: type, raw: Any, where: str, **values: Any) -> Any:
     required = [n for n, f in fields.items() if f.default is f.default_factory is dataclasses.MISSING]
     if missing := [n for n in required if n not in given]:
         raise ConfigError(f"{where}: missing required keys {missing}")
-    instance = cls(**given)
-    check_types(instance, where)
-    return instance
-
-
-def check_types(instance: Any, where: str) -> None:
-    """Raise `ConfigError` for the first field of the dataclass ``instance`` whose value does not match its
-    annotation; ints given for float fields become floats. Nested dataclasses are left to their own check."""
-    hints = typing.get_type_hints(type(instance))
-    for f in dataclasses.fields(instance):
-        value, annotation = getattr(instance, f.name), hints[f.name]
-        if dataclasses.is_dataclass(value):
-            continue
-        if not _matches(value, annotation):
-            raise ConfigError(f"{where}: {f.name} = {value!r} is not {_describe(annotation)}")
-        if annotation is float and isinstance(value, int):
-            setattr(instance, f.name, float(value))
+    hints = typing.get_type_hints(cls)
+    for name, value in given.items():
+        if not _matches(value, hints[name]):
+            raise ConfigError(f"{where}: {name} = {value!r} is not {_describe(hints[name])}")
+        if hints[name] is float and isinstance(value, int):
+            given[name] = float(value)
+    return cls(**given)
 
 
 def _matches(value: Any, annotation: Any) -> bool:

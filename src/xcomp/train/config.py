@@ -104,6 +104,10 @@ class TrainConfig:
     """Log loss and learning rate every this many steps."""
     seed: int = 0
     """Seed of model init, data order and dropout."""
+    answer_frames: int | None = None
+    """Save with the final model a pipeline_config.json in which QC-Comp keeps this many frames (the most it was
+    trained on) out of up to twice as many sampled (`xcomp.pipeline.answer_defaults`); None: no such file, so
+    the reference settings apply (1 fps up to 1,024 frames, keep 25 %)."""
 
     @classmethod
     def from_file(cls, path: str | Path, **overrides: Any) -> TrainConfig:
@@ -145,6 +149,8 @@ class TrainConfig:
             raise ConfigError("lr must be > 0, weight_decay and max_grad_norm >= 0")
         if not 0 <= self.warmup_ratio <= 1:
             raise ConfigError(f"warmup_ratio must be in [0, 1], got {self.warmup_ratio}")
+        if self.answer_frames is not None and self.answer_frames < 1:
+            raise ConfigError(f"answer_frames must be >= 1, got {self.answer_frames}")
         if min(self.save_every, self.log_every, self.keep_checkpoints, self.data.num_samples) < 1:
             raise ConfigError("save_every, log_every, keep_checkpoints and data.num_samples must be >= 1")
         if not (0 <= self.data.noise <= 1 and 0 <= self.data.open_ended <= 1):

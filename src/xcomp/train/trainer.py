@@ -28,12 +28,14 @@ from transformers import get_cosine_schedule_with_warmup
 from xcomp.errors import ConfigError
 from xcomp.model.modeling import XCompForCausalLM
 from xcomp.model.processing import XCompProcessor
+from xcomp.pipeline import answer_defaults, save_pipeline_config
 from xcomp.train.config import TrainConfig
 from xcomp.train.data import QACollator
 
 STATE_FILE = "trainer_state.json"
-RESUMABLE_CHANGES = {"output_dir", "steps", "save_every", "log_every", "keep_checkpoints"}
-"""Config fields that may differ when a run is resumed: extend it, or checkpoint and log at another rate."""
+RESUMABLE_CHANGES = {"output_dir", "steps", "save_every", "log_every", "keep_checkpoints", "answer_frames"}
+"""Config fields that may differ when a run is resumed: extend it, checkpoint and log at another rate, or save
+other answering defaults with the final model."""
 LOG_FIELDS = ["step", "loss", "lr", "samples", "seconds"]
 """Columns of log.csv; a model output with an `accuracy` dict adds one `<name>_acc` column per entry."""
 
@@ -263,5 +265,8 @@ class Trainer:
             model = self.accelerator.unwrap_model(self.model)
             model.save_pretrained(str(final))
             self.processor.save_pretrained(final)
+            if self.config.answer_frames:
+                clip = getattr(model, "vlm", model).config.local_num_frames  # a frame tagger wraps its VLM
+                save_pipeline_config(final, *answer_defaults(self.config.answer_frames, clip, self.processor.image_size))
         self.accelerator.wait_for_everyone()
         return final
