@@ -179,6 +179,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from xcomp.evaluation.runner import EvalConfig, evaluate
 
     config = EvalConfig.from_file(args.config)
+    if args.data:
+        config.data = args.data
     if args.output_dir:
         config.output_dir = args.output_dir
     if args.limit:
@@ -264,6 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = sub.add_parser("eval", help="accuracy of systems on a QA JSONL (tables + plots)")
     evaluate.add_argument("config", help="evaluation config (.toml), see configs/")
+    evaluate.add_argument("--data", help="override data: the same systems on another questions JSONL")
     evaluate.add_argument("--output-dir", help="override output_dir")
     evaluate.add_argument("--limit", type=int, help="evaluate only the first N questions")
     evaluate.set_defaults(func=cmd_eval)
