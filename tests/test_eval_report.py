@@ -55,3 +55,40 @@ def test_eval_config_errors_name_the_key_and_system(tmp_path):
             EvalConfig.from_file(path)
     path.write_text(head + system)
     assert EvalConfig.from_file(path).systems[0].keep == 0.25
+
+
+def test_eval_end_to_end_on_the_shipped_model(tmp_path):
+    """`xcomp eval` with two systems: every question answered by every system at each of its frame counts, the
+    table and plots written, the frames that QC-Comp kept recorded; `--data` evaluates another questions file."""
+    import json
+
+    from tests.test_cli import run_cli
+    from xcomp.cli import default_model_path
+    from xcomp.synth.generate import SynthParams, write_suite
+
+    params = SynthParams(frames=64, size=64, span=2, noise=0.0)
+    write_suite(tmp_path / "a", ["needle", "locate"], 2, seed=5, params=params)
+    write_suite(tmp_path / "b", ["count"], 3, seed=6, params=params)
+    model = default_model_path()
+    config = tmp_path / "eval.toml"
+    config.write_text(
+        f'data = "{tmp_path / "a" / "questions.jsonl"}"\noutput_dir = "{tmp_path / "out"}"\nframes = [16, 32]\n'
+        f'[[systems]]\nname = "lp"\nmodel = "{model}"\n'
+        f'[[systems]]\nname = "qc"\nmodel = "{model}"\nqc = "local"\nkeep = 0.5\nframes = [64]\n'
+    )
+    res = run_cli("eval", str(config))
+    assert res.returncode == 0, res.stderr[-1000:]
+    rows = [json.loads(line) for line in (tmp_path / "out" / "predictions.jsonl").read_text().splitlines()]
+    assert sorted({(r["system"], r["frames"]) for r in rows}) == [("lp", 16), ("lp", 32), ("qc", 64)]
+    assert len(rows) == 3 * 4 and all(r["prediction"] in list("ABCD") for r in rows)
+    assert all(len(r["kept_frames"]) == (32 if r["system"] == "qc" else r["frames"]) for r in rows)
+    assert all(isinstance(r["choice_scored"], bool) for r in rows)
+    results = (tmp_path / "out" / "results.md").read_text()
+    assert "| lp | 32 |" in results and "| qc | 64 |" in results
+    assert (tmp_path / "out" / "accuracy_vs_budget.png").stat().st_size > 0
+
+    res = run_cli("eval", str(config), "--data", str(tmp_path / "b" / "questions.jsonl"), "--output-dir",
+                  str(tmp_path / "out_b"))  # fmt: skip
+    assert res.returncode == 0, res.stderr[-1000:]
+    rows = [json.loads(line) for line in (tmp_path / "out_b" / "predictions.jsonl").read_text().splitlines()]
+    assert len(rows) == 3 * 3 and {r["family"] for r in rows} == {"count"}
