@@ -78,7 +78,8 @@ def cmd_ask(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from xcomp.model.convert import load_config
-    from xcomp.pipeline import XCompPipeline, load_pipeline_config
+    from xcomp.pipeline import XCompPipeline
+    from xcomp.pipeline_config import load_pipeline_config
     from xcomp.video import load_video
 
     model_path = args.model or default_model_path()

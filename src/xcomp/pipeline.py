@@ -8,67 +8,22 @@ for an XComp model). The answer carries the kept frames, their scores and the co
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from xcomp.accounting import layer_flops, run_cost, vision_flops
 from xcomp.compression.qc_comp import FrameScores, QCCompConfig, score_frames, split_prompt
-from xcomp.errors import ConfigError, PromptTooLongError, XCompError
+from xcomp.errors import PromptTooLongError, XCompError
 from xcomp.model.modeling import IGNORE_INDEX, XCompForCausalLM
 from xcomp.model.processing import OPTION_LETTERS, PromptConfig, XCompProcessor, build_prompt, parse_choice
-from xcomp.typed_config import build
+from xcomp.pipeline_config import load_pipeline_config, reference_defaults, save_pipeline_config
 from xcomp.video.decode import Video, load_video
 from xcomp.video.sampling import FrameSamplingConfig
-
-PIPELINE_CONFIG = "pipeline_config.json"
-"""File beside a model with the frame sampling and QC-Comp settings that suit it (`save_pipeline_config`),
-as generation_config.json holds its generation defaults."""
-
-
-def reference_defaults(clip: int, image_size: int) -> tuple[FrameSamplingConfig, QCCompConfig]:
-    """The published model's settings: 1 fps clamped to [64, 1024] frames (a multiple of the clip length, at the
-    tower's resolution), QC-Comp keeping 25 %."""
-    return FrameSamplingConfig(multiple_of=clip, size=image_size), QCCompConfig()
-
-
-def answer_defaults(frames: int, clip: int, image_size: int) -> tuple[FrameSamplingConfig, QCCompConfig]:
-    """Defaults for a model trained on videos of up to ``frames`` frames: QC-Comp keeps ``frames`` frames out of
-    at most twice as many sampled, so the LLM never answers from more frames than it learned on (on the
-    synthetic suite the tiny model is at chance from 64 frames, and keeping half beats keeping a quarter)."""
-    sampling = FrameSamplingConfig(
-        min_frames=min(64, 2 * frames), max_frames=2 * frames, multiple_of=clip, size=image_size
-    )
-    return sampling, QCCompConfig(keep=frames)
-
-
-def save_pipeline_config(path: str | os.PathLike, sampling: FrameSamplingConfig, qc: QCCompConfig) -> None:
-    data = {"sampling": dataclasses.asdict(sampling), "qc": dataclasses.asdict(qc)}
-    (Path(path) / PIPELINE_CONFIG).write_text(json.dumps(data, indent=2) + "\n")
-
-
-def load_pipeline_config(
-    path: str | os.PathLike, clip: int, image_size: int
-) -> tuple[FrameSamplingConfig, QCCompConfig]:
-    """The settings saved with the model at ``path``, or `reference_defaults`."""
-    file = Path(path) / PIPELINE_CONFIG
-    if not file.is_file():
-        return reference_defaults(clip, image_size)
-    try:
-        data = json.loads(file.read_text())
-    except json.JSONDecodeError as error:
-        raise ConfigError(f"{file}: not JSON ({error.msg})") from error
-    if not isinstance(data, dict):
-        raise ConfigError(f"{file}: expected a JSON object")
-    sampling = build(FrameSamplingConfig, data.get("sampling", {}), f"{file} sampling")
-    return sampling, build(QCCompConfig, data.get("qc", {}), f"{file} qc")
 
 
 @dataclass

@@ -106,7 +106,7 @@ class TrainConfig:
     """Seed of model init, data order and dropout."""
     answer_frames: int | None = None
     """Save with the final model a pipeline_config.json in which QC-Comp keeps this many frames (the most it was
-    trained on) out of up to twice as many sampled (`xcomp.pipeline.answer_defaults`); None: no such file, so
+    trained on) out of up to twice as many sampled (`xcomp.pipeline_config.answer_defaults`); None: no such file, so
     the reference settings apply (1 fps up to 1,024 frames, keep 25 %)."""
 
     @classmethod

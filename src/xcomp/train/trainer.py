@@ -28,7 +28,7 @@ from transformers import get_cosine_schedule_with_warmup
 from xcomp.errors import ConfigError
 from xcomp.model.modeling import XCompForCausalLM
 from xcomp.model.processing import XCompProcessor
-from xcomp.pipeline import answer_defaults, save_pipeline_config
+from xcomp.pipeline_config import answer_defaults, save_pipeline_config
 from xcomp.train.config import TrainConfig
 from xcomp.train.data import QACollator
 
