@@ -195,7 +195,9 @@ class XCompPipeline:
             kept_timestamps=[float(video.timestamps[i]) for i in kept_list],
             num_frames=N,
             scores=scores,
-            accounting=self._accounting(N, len(kept_list), n_encoded, text_tokens, scores, option_text_tokens, seconds),
+            accounting=self._accounting(
+                N, len(kept_list), n_encoded, text_tokens, scores, option_text_tokens, seconds
+            ),
         )
 
     @torch.no_grad()
@@ -307,6 +309,8 @@ class XCompPipeline:
             "vision_flops": vision_flops(config, n_encoded),
             "scoring_flops": scoring_flops,
             "scoring_tokens_per_layer": scores.tokens_per_layer if scores is not None else None,
-            "option_scoring_flops": sum(run_cost(config, K, n, dtype_bytes).llm_prefill_flops for n in option_text_tokens),
+            "option_scoring_flops": sum(
+                run_cost(config, K, n, dtype_bytes).llm_prefill_flops for n in option_text_tokens
+            ),
             "seconds": seconds,
         }

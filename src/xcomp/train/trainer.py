@@ -144,7 +144,9 @@ class Trainer:
 
         before, now = flat(stored), flat(json.loads(json.dumps(self.config.to_dict())))
         changed = [  # a key the stored config lacks is a field added since: it had its default then
-            f"{k}: {before[k]!r} -> {v!r}" for k, v in now.items() if k in before and k not in RESUMABLE_CHANGES and before[k] != v
+            f"{k}: {before[k]!r} -> {v!r}"
+            for k, v in now.items()
+            if k in before and k not in RESUMABLE_CHANGES and before[k] != v
         ]
         if changed:
             raise ConfigError(
@@ -267,6 +269,7 @@ class Trainer:
             self.processor.save_pretrained(final)
             if self.config.answer_frames:
                 clip = getattr(model, "vlm", model).config.local_num_frames  # a frame tagger wraps its VLM
-                save_pipeline_config(final, *answer_defaults(self.config.answer_frames, clip, self.processor.image_size))
+                defaults = answer_defaults(self.config.answer_frames, clip, self.processor.image_size)
+                save_pipeline_config(final, *defaults)
         self.accelerator.wait_for_everyone()
         return final
