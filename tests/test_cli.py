@@ -30,6 +30,10 @@ def test_info_bad_config_is_one_line_error(tmp_path):
     assert res.stderr.strip().startswith("error:") and len(res.stderr.strip().splitlines()) == 1
     res = run_cli("info", "--config", str(tmp_path / "missing.json"))
     assert res.returncode != 0 and res.stderr.strip().startswith("error:")
+    for args in [("info", "--config", str(require(REAL_CONFIG)), "--frames", "0"), ("convert", str(tmp_path), "out")]:
+        res = run_cli(*args)
+        err = res.stderr.strip().splitlines()
+        assert res.returncode == 2 and len(err) == 1 and err[0].startswith("error:"), res.stderr[-500:]
 
 
 def test_missing_model_folders_are_one_line_errors_before_any_work(tmp_path):

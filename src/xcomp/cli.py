@@ -25,6 +25,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     from xcomp.accounting import parameter_counts, run_cost
     from xcomp.model.convert import load_config
 
+    if args.frames < 1 or args.text_tokens < 0:
+        raise XCompError(f"--frames must be >= 1 and --text-tokens >= 0, got {args.frames}, {args.text_tokens}")
     config = load_config(args.config)
     t, v = config.text_config, config.vision_config
     print(f"config: {args.config}")

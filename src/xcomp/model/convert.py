@@ -177,7 +177,12 @@ def load_published(folder: str | Path, **compression):
     from xcomp.model.modeling import XCompForCausalLM
 
     folder = Path(folder)
-    data = json.loads((folder / "config.json").read_text())
+    if not (folder / "config.json").is_file():
+        raise ConfigError(f"{folder} is not a model folder (no config.json)")
+    try:
+        data = json.loads((folder / "config.json").read_text())
+    except json.JSONDecodeError as error:
+        raise ConfigError(f"{folder / 'config.json'}: not JSON ({error.msg})") from error
     config = config_from_published(data)
     if compression:
         config = config.with_compression(**compression)
