@@ -5,6 +5,7 @@ import torch
 
 from tests.conftest import FIXTURE, REAL_CONFIG, TOKENIZER_DIR, require
 from xcomp.accounting import run_cost
+from xcomp.errors import XCompError
 from xcomp.model.convert import load_config
 from xcomp.model.processing import XCompProcessor, build_prompt, parse_choice
 
@@ -39,6 +40,9 @@ def test_multiple_choice_prompt_and_parsing(processor):
     assert parse_choice("the first quarter", 4, options) == "D"
     assert parse_choice("3", 4, options) == "C"
     assert parse_choice("green star", 4, options) is None
+    for bad in ["red", ["red"], ["red", ""], ["red", 3], list("ABCDEFGHIJK")]:  # a string would be its letters
+        with pytest.raises(XCompError, match="options"):
+            build_prompt("Which colour?", options=bad)
 
 
 def test_left_padding(processor):

@@ -32,6 +32,8 @@ class PromptConfig:
 
 def format_options(options: Sequence[str]) -> str:
     """'(A) red\\n(B) blue…' — the multiple-choice layout used for training and evaluation."""
+    if isinstance(options, str) or not all(isinstance(o, str) and o.strip() for o in options):
+        raise XCompError(f"options must be a list of non-empty strings, got {options!r}")
     if not 2 <= len(options) <= len(OPTION_LETTERS):
         raise XCompError(f"need between 2 and {len(OPTION_LETTERS)} options, got {len(options)}")
     return "\n".join(f"({OPTION_LETTERS[i]}) {opt}" for i, opt in enumerate(options))
