@@ -109,6 +109,7 @@ def test_unparsable_answer_picks_the_option_with_the_lowest_answer_loss(model_di
 
 def test_pipeline_settings_round_trip_with_the_model(model_dir, tmp_path):
     import json
+    import re
 
     import pytest
 
@@ -126,7 +127,8 @@ def test_pipeline_settings_round_trip_with_the_model(model_dir, tmp_path):
     assert loaded.sampling == sampling and loaded.qc == qc
     assert XCompPipeline.from_pretrained(tmp_path / "m", qc=QCCompConfig()).qc == QCCompConfig()  # arguments win
     data = json.loads((tmp_path / "m" / "pipeline_config.json").read_text())
-    data["qc"]["keep"] = "twelve"
-    (tmp_path / "m" / "pipeline_config.json").write_text(json.dumps(data))
-    with pytest.raises(ConfigError, match="keep = 'twelve' is not an integer"):
-        XCompPipeline.from_pretrained(tmp_path / "m")
+    for key, value, message in [("keep", "twelve", "keep = 'twelve' is not an integer"),
+                                ("shifts", [0, "2"], "shifts = [0, '2'] is not a list of integers")]:  # fmt: skip
+        (tmp_path / "m" / "pipeline_config.json").write_text(json.dumps({**data, "qc": {**data["qc"], key: value}}))
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            XCompPipeline.from_pretrained(tmp_path / "m")

@@ -49,6 +49,8 @@ def _matches(value: Any, annotation: Any) -> bool:
         return value in args
     if origin is list:
         return isinstance(value, list) and all(_matches(v, args[0]) for v in value)
+    if origin is tuple:  # tuple[X, ...]: JSON and TOML give lists
+        return isinstance(value, list | tuple) and all(_matches(v, args[0]) for v in value)
     if annotation is bool:
         return isinstance(value, bool)
     if annotation is int:
@@ -68,7 +70,7 @@ def _describe(annotation: Any) -> str:
         return " or ".join(_describe(a) for a in args)
     if origin is Literal:
         return "one of " + ", ".join(repr(a) for a in args)
-    if origin is list:
+    if origin in (list, tuple):
         return "a list of " + _NAMES.get(args[0], ("", str(args[0])))[1]
     return _NAMES.get(annotation, (getattr(annotation, "__name__", str(annotation)), ""))[0]
 
