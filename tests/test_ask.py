@@ -7,7 +7,7 @@ import json
 import pytest
 
 from tests.conftest import TOKENIZER_DIR, require
-from tests.test_cli import run_cli
+from tests.test_cli import run_cli, run_main
 from xcomp import XCompConfig, XCompForCausalLM
 from xcomp.model.processing import XCompProcessor
 from xcomp.synth.generate import SynthParams, write_suite
@@ -59,7 +59,7 @@ def test_ask_bad_inputs_are_one_line_errors(model_dir, tmp_path):
     assert res.returncode != 0 and res.stderr.strip().startswith("error:")
 
 
-def test_ask_bad_question_and_settings_are_one_line_errors(model_dir, suite):
+def test_ask_bad_question_and_settings_are_one_line_errors(model_dir, suite, capsys):
     out, case = suite
     video = str(out / case["video"])
     for question, extra, message in [
@@ -67,9 +67,8 @@ def test_ask_bad_question_and_settings_are_one_line_errors(model_dir, suite):
         ("what?", ["--max-new-tokens", "0"], "max_new_tokens must be >= 1"),
         ("what?", ["--keep", "1.5"], "--keep is a whole number of frames"),
     ]:
-        res = run_cli("ask", video, question, "--model", str(model_dir), *extra)
-        err = res.stderr.strip().splitlines()
-        assert res.returncode == 2 and len(err) == 1 and message in err[0], res.stderr[-500:]
+        code, err = run_main(capsys, "ask", video, question, "--model", model_dir, *extra)
+        assert code == 2 and len(err) == 1 and message in err[0], err
 
 
 def test_question_that_does_not_fit_the_context(model_dir, suite):
