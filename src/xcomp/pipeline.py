@@ -94,8 +94,10 @@ class XCompPipeline:
         model = load_model(path)
         image_size = model.config.vision_config.image_size
         processor = XCompProcessor.from_pretrained(path, image_size=image_size)
-        saved_sampling, saved_qc = load_pipeline_config(path, model.config.local_num_frames, image_size)
-        return cls(model, processor, sampling=sampling or saved_sampling, qc=qc or saved_qc, **kwargs)
+        if sampling is None or qc is None:
+            saved_sampling, saved_qc = load_pipeline_config(path, model.config.local_num_frames, image_size)
+            sampling, qc = sampling or saved_sampling, qc or saved_qc
+        return cls(model, processor, sampling=sampling, qc=qc, **kwargs)
 
     def save_pretrained(self, path: str | os.PathLike) -> None:
         """Model, tokenizer and this pipeline's sampling and QC-Comp settings, for `from_pretrained`."""

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from xcomp.compression.qc_comp import QCCompConfig
 from xcomp.errors import ConfigError
+from xcomp.model.convert import read_json
 from xcomp.typed_config import build
 from xcomp.video.sampling import FrameSamplingConfig
 
@@ -48,10 +49,7 @@ def load_pipeline_config(
     file = Path(path) / PIPELINE_CONFIG
     if not file.is_file():
         return reference_defaults(clip, image_size)
-    try:
-        data = json.loads(file.read_text())
-    except json.JSONDecodeError as error:
-        raise ConfigError(f"{file}: not JSON ({error.msg})") from error
+    data = read_json(file)
     if not isinstance(data, dict):
         raise ConfigError(f"{file}: expected a JSON object")
     sampling = build(FrameSamplingConfig, data.get("sampling", {}), f"{file} sampling")

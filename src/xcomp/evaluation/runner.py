@@ -100,20 +100,20 @@ def _event_kept(row: dict, timestamps: list[float]) -> bool | None:
 def evaluate(config: EvalConfig, progress: bool = True) -> list[Record]:
     """Run every system on every question at every frame count; write predictions, tables and plots."""
     from xcomp.compression.qc_comp import QCCompConfig
-    from xcomp.model.convert import load_model
+    from xcomp.model.convert import load_model, model_config_file
     from xcomp.model.processing import XCompProcessor
     from xcomp.pipeline import XCompPipeline
     from xcomp.synth.generate import read_questions
     from xcomp.video import FrameSamplingConfig, load_video
 
     data = Path(config.data)
-    if not data.is_file():
-        raise ConfigError(f"eval data not found: {data}")
     rows = read_questions(data, ("id", "video", "question", "options", "answer", "family"))
     rows = rows[: config.limit] if config.limit else rows
     for spec in config.systems:  # before minutes of decoding, not after
-        if not (Path(spec.model) / "config.json").is_file():
-            raise ConfigError(f"system {spec.name!r}: {spec.model} is not a model folder (no config.json)")
+        try:
+            model_config_file(spec.model)
+        except ConfigError as error:
+            raise ConfigError(f"system {spec.name!r}: {error}") from error
     out_dir = Path(config.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
 

@@ -35,12 +35,28 @@ _PUBLISHED_ARCHITECTURES = {"VideoChatFlashQwenForCausalLM", "LlavaQwenForCausal
 _UMT_LARGE = {"hidden_size": 1024, "num_hidden_layers": 24, "num_attention_heads": 16, "patch_size": 16}
 
 
+def model_config_file(folder: str | Path) -> Path:
+    """The config.json of a model folder; a `ConfigError` naming the folder when it has none."""
+    file = Path(folder) / "config.json"
+    if not file.is_file():
+        raise ConfigError(f"{folder} is not a model folder (no config.json)")
+    return file
+
+
+def read_json(file: Path) -> dict:
+    """A config file's JSON; malformed JSON is a `ConfigError` naming the file and line."""
+    try:
+        return json.loads(file.read_text())
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{file} is not valid JSON ({exc.msg} at line {exc.lineno})") from exc
+
+
 def is_published_layout(folder: str | Path) -> bool:
     """True if `folder` holds a VideoChat-Flash / XComp checkpoint as published (not our own format)."""
     cfg = Path(folder) / "config.json"
     if not cfg.is_file():
         return False
-    data = json.loads(cfg.read_text())
+    data = read_json(cfg)
     return data.get("model_type") != XCompConfig.model_type and (
         bool(set(data.get("architectures") or []) & _PUBLISHED_ARCHITECTURES) or "mm_projector_type" in data
     )
@@ -177,12 +193,7 @@ def load_published(folder: str | Path, **compression):
     from xcomp.model.modeling import XCompForCausalLM
 
     folder = Path(folder)
-    if not (folder / "config.json").is_file():
-        raise ConfigError(f"{folder} is not a model folder (no config.json)")
-    try:
-        data = json.loads((folder / "config.json").read_text())
-    except json.JSONDecodeError as error:
-        raise ConfigError(f"{folder / 'config.json'}: not JSON ({error.msg})") from error
+    data = read_json(model_config_file(folder))
     config = config_from_published(data)
     if compression:
         config = config.with_compression(**compression)
@@ -218,10 +229,7 @@ def load_config(path: str | Path) -> XCompConfig:
     file = path / "config.json" if path.is_dir() else path
     if not file.is_file():
         raise ConfigError(f"no config found at {path}")
-    try:
-        data = json.loads(file.read_text())
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{file} is not valid JSON ({exc.msg} at line {exc.lineno})") from exc
+    data = read_json(file)
     if data.get("model_type") == XCompConfig.model_type:
         return XCompConfig.from_dict(data)
     return config_from_published(data)
@@ -235,8 +243,7 @@ def load_model(path: str | Path, **compression):
     from xcomp.model.modeling import XCompForCausalLM
 
     path = Path(path)
-    if not (path / "config.json").is_file():
-        raise ConfigError(f"{path} is not a model folder (no config.json)")
+    model_config_file(path)
     if is_published_layout(path):
         return load_published(path, **compression)
     config = load_config(path)

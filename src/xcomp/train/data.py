@@ -72,8 +72,6 @@ class JsonlQADataset(torch.utils.data.Dataset):
         from xcomp.synth.generate import read_questions
 
         self.path = Path(path)
-        if not self.path.is_file():
-            raise ConfigError(f"training data not found: {self.path}")
         rows = read_questions(self.path, ("video", "question", "answer"))
         self.rows = rows[: max(1, int(len(rows) * fraction))]
         self.num_frames = num_frames
