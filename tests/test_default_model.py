@@ -15,7 +15,7 @@ HELD_OUT_SEED = 4242
 
 def test_embedded_model_ships_with_its_tokenizer():
     path = default_model_path()
-    assert path is not None, "src/xcomp/assets/default_model is missing"
+    assert path is not None, "xcomp/assets/default_model is missing"
     config = json.loads((path / "config.json").read_text())
     assert config["compression"] == "lp_comp"
     assert (path / "model.safetensors").is_file() and (path / "tokenizer_config.json").is_file()

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import torch
 
-from xcomp.compression.schedule import CompressionSchedule
-
 
 def suffix_slots(kept: list[int], tokens_per_frame: int) -> list[torch.Tensor]:
     """[T] bool per layer: the last ``kept[i]`` slots (LP-Comp)."""
@@ -37,16 +35,6 @@ def uniform_slots(kept: list[int], tokens_per_frame: int) -> list[torch.Tensor]:
         mask[current] = True
         out.append(mask)
     return out
-
-
-def static_slot_masks(method: str, schedule: CompressionSchedule) -> list[torch.Tensor] | None:
-    """Per-layer slot masks for methods whose choice does not depend on the input; None otherwise."""
-    kept, T = list(schedule.kept), schedule.tokens_per_frame
-    if method == "lp_comp":
-        return suffix_slots(kept, T)
-    if method == "uniform_drop":
-        return uniform_slots(kept, T)
-    return None
 
 
 def top_slots_by_score(scores: torch.Tensor, is_visual: torch.Tensor, per_frame: int, k: int) -> torch.Tensor:

@@ -8,14 +8,10 @@ from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig, Qwen2Config
 from transformers.configuration_utils import SubConfigSpec
 
+from xcomp.compression.compressors import compressor_for
 from xcomp.compression.schedule import CompressionSchedule
 from xcomp.errors import ConfigError
 from xcomp.vision.config import UMTVisionConfig
-
-CompressionMethod = Literal["dense", "lp_comp", "uniform_drop", "pre_pool", "attn_prune"]
-"""dense: no compression; lp_comp: keep each frame's suffix per the schedule (XComp); uniform_drop: keep evenly
-spaced tokens per the schedule; pre_pool: average-pool each frame to `pool_tokens_per_frame` before the LLM;
-attn_prune: keep the tokens the last prompt token attends to most (FastV / PyramidDrop style) per the schedule."""
 
 QWEN2_5_VIDEO_PAD_ID = 151656
 """`<|video_pad|>` in the Qwen2.5 vocabulary: the single placeholder that expands into all visual tokens."""
@@ -45,8 +41,11 @@ class XCompConfig(PreTrainedConfig):
     """Token id in `input_ids` that is replaced by the whole video's visual tokens."""
     newline_position: Literal["nothing", "one_token"] = "nothing"
     """'one_token' appends a learned `image_newline` embedding after the video (published `mm_newline_position`)."""
-    compression: CompressionMethod = "lp_comp"
-    """Token compression method inside/before the LLM (see `CompressionMethod`)."""
+    compression: str = "lp_comp"
+    """Token compression method inside/before the LLM: a name registered in `xcomp.compression.compressors`
+    (dense, lp_comp, uniform_drop, attn_prune, random_drop, pre_pool, or one a user registers)."""
+    compression_args: dict | None = None
+    """The compression method's own parameters (its dataclass fields), e.g. random_drop's seed."""
     schedule: list[int] | None = None
     """Tokens per frame entering each decoder layer; None = the paper's cosine schedule 16 -> 1."""
     position_ids_after_drop: Literal["original", "renumbered"] = "original"
@@ -76,13 +75,7 @@ class XCompConfig(PreTrainedConfig):
 
     def validate_compression(self) -> None:
         """Raise `ConfigError` for an inconsistent compression setting."""
-        self.compression_schedule()
-        if self.compression == "pre_pool" and (
-            self.pool_tokens_per_frame < 1 or self.tokens_per_frame % self.pool_tokens_per_frame
-        ):
-            raise ConfigError(
-                f"pool_tokens_per_frame={self.pool_tokens_per_frame} must divide tokens_per_frame={self.tokens_per_frame}"
-            )
+        compressor_for(self).validate(self)
 
     @property
     def num_layers(self) -> int:
@@ -95,20 +88,13 @@ class XCompConfig(PreTrainedConfig):
 
     def compression_schedule(self) -> CompressionSchedule:
         """The per-layer token counts this config runs with (dense for methods that do not drop in the LLM)."""
-        L, T = self.num_layers, self.tokens_per_frame
-        if self.compression == "dense":
-            return CompressionSchedule.dense(L, T)
-        if self.compression == "pre_pool":
-            return CompressionSchedule.dense(L, self.pool_tokens_per_frame)
-        if self.schedule is None:
-            return CompressionSchedule.cosine(L, T)
-        if len(self.schedule) != L:
-            raise ConfigError(f"schedule has {len(self.schedule)} entries but the LLM has {L} layers")
-        return CompressionSchedule.from_list(self.schedule, T)
+        return compressor_for(self).schedule(self)
 
     def with_compression(self, **fields) -> XCompConfig:
         """A copy with other compression fields (`compression`, `schedule`, …); weights are unaffected."""
         data = self.to_dict()
+        if fields.get("compression", self.compression) != self.compression:
+            data["compression_args"] = None  # the old method's parameters mean nothing to the new one
         data.update(fields)
         return XCompConfig.from_dict(data)
 

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 from xcomp.errors import ConfigError
-from xcomp.model.configuration import CompressionMethod
 from xcomp.typed_config import build
 
 
@@ -60,7 +59,7 @@ class TrainConfig:
     objective: Literal["answer", "frame_tags"] = "answer"
     """'answer': next-token loss on the answers; 'frame_tags': per-frame colour/shape/digit classification of the
     visual tokens of synthetic videos, which pretrains a from-scratch vision tower and projector (LLM unused)."""
-    compression: CompressionMethod | None = None
+    compression: str | None = None
     """Override the model's compression while training (SCT: 'lp_comp' on a dense base)."""
     schedule: list[int] | None = None
     """Override the compression schedule (tokens per frame entering each layer)."""

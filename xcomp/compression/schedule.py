@@ -57,8 +57,20 @@ class CompressionSchedule:
         return cls(tuple(kept), tokens_per_frame)
 
     @classmethod
-    def from_list(cls, kept: Sequence[int], tokens_per_frame: int = 16) -> CompressionSchedule:
-        """Any monotone schedule, e.g. a step schedule ``[16]*8 + [4]*8 + [1]*12``."""
+    def linear(cls, num_layers: int, tokens_per_frame: int = 16, final: int = 1) -> CompressionSchedule:
+        """A straight line from ``tokens_per_frame`` at layer 0 to ``final`` at the last layer (rounded)."""
+        span = tokens_per_frame - final
+        last = max(num_layers - 1, 1)
+        return cls(tuple(final + round(span * (1 - i / last)) for i in range(num_layers)), tokens_per_frame)
+
+    @classmethod
+    def from_list(
+        cls, kept: Sequence[int], tokens_per_frame: int = 16, num_layers: int | None = None
+    ) -> CompressionSchedule:
+        """Any monotone schedule, e.g. a step schedule ``[16]*8 + [4]*8 + [1]*12``; ``num_layers``, when given,
+        must equal its length."""
+        if num_layers is not None and len(kept) != num_layers:
+            raise ConfigError(f"schedule has {len(kept)} entries but the LLM has {num_layers} layers")
         return cls(tuple(kept), tokens_per_frame)
 
     @property

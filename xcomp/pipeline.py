@@ -17,7 +17,8 @@ import numpy as np
 import torch
 
 from xcomp.accounting import layer_flops, run_cost, vision_flops
-from xcomp.compression.qc_comp import FrameScores, QCCompConfig, score_frames, split_prompt
+from xcomp.compression.qc_comp import FrameScores, QCCompConfig, split_prompt
+from xcomp.compression.selectors import FrameSelector, QCComp
 from xcomp.errors import PromptTooLongError, XCompError
 from xcomp.model.modeling import IGNORE_INDEX, XCompForCausalLM
 from xcomp.model.processing import OPTION_LETTERS, PromptConfig, XCompProcessor, build_prompt, parse_choice
@@ -61,6 +62,7 @@ class XCompPipeline:
         qc: QCCompConfig | None = None,
         prompt: PromptConfig | None = None,
         vision_batch: int = 64,
+        selector: FrameSelector | None = None,
     ):
         """
         Args:
@@ -69,6 +71,7 @@ class XCompPipeline:
             qc: QC-Comp scoring and how many frames to keep (default: keep 25 %).
             prompt: system message and time message of the prompt.
             vision_batch: frames per vision-tower call (rounded to whole clips); bounds activation memory.
+            selector: which frames to answer from (`xcomp.compression.selectors`); default: QC-Comp with `qc`.
         """
         self.model = model.eval()
         self.processor = processor
@@ -76,6 +79,7 @@ class XCompPipeline:
         reference_sampling, reference_qc = reference_defaults(clip, processor.image_size)
         self.sampling = sampling or reference_sampling
         self.qc = qc or reference_qc
+        self.selector = selector or QCComp.from_qc(self.qc)
         self.prompt = prompt or PromptConfig()
         self.vision_batch = max(vision_batch // clip, 1) * clip
 
@@ -123,7 +127,7 @@ class XCompPipeline:
             video: a video file or frame folder (sampled with `self.sampling`), a decoded `Video`, or uint8
                 frames [T, H, W, 3] taken ``fps`` frames per second apart.
             options: multiple-choice options; the prompt lists them as (A), (B), … and `Answer.choice` is set.
-            keep: frames to keep: an int count, a float fraction, or None for `self.qc`'s setting. Keeping every
+            keep: frames to keep: an int count, a float fraction, or None for the selector's setting. Keeping every
                 frame skips scoring (plain LP-Comp over all frames).
             max_new_tokens, do_sample, generate_kwargs: passed to `generate` (greedy by default).
 
@@ -158,8 +162,7 @@ class XCompPipeline:
         scores = None
         if k < N:
             prefix, question_ids = split_prompt(ids, self.processor.video_token_id)
-            scores = score_frames(self.model, prefix, question_ids, visual, self.qc)
-            kept = scores.top_k(k)
+            kept, scores = self.selector.select(self.model, prefix, question_ids, visual, N, k)
         else:
             kept = torch.arange(N)
         seconds["scoring"] = time.perf_counter() - t0
@@ -265,7 +268,7 @@ class XCompPipeline:
 
     def _num_kept(self, keep: int | float | None, num_frames: int) -> int:
         if keep is None:
-            return self.qc.num_kept(num_frames)
+            return self.selector.num_kept(num_frames)
         if isinstance(keep, float):
             if not 0 < keep <= 1:
                 raise XCompError(f"a fractional keep must lie in (0, 1], got {keep}")

@@ -23,8 +23,8 @@ from transformers import initialization as init
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from xcomp.compression.attention_probe import query_attention
-from xcomp.compression.token_drop import pool_frame_tokens, static_slot_masks, top_slots_by_score
-from xcomp.errors import ConfigError, XCompError
+from xcomp.compression.compressors import TokenCompressor, compressor_for
+from xcomp.errors import XCompError
 from xcomp.model.cache import XCompCache
 from xcomp.model.configuration import XCompConfig
 from xcomp.vision.tome import ToMeProjector
@@ -193,7 +193,7 @@ class XCompModel(XCompPreTrainedModel):
         """Pixels of all videos, concatenated [N, 3, H, W] -> per video [frames * tokens_per_frame, D].
 
         Clips of `local_num_frames` frames are encoded and merged independently, so all videos of a batch go
-        through the tower together. Pre-LLM pooling (a baseline) is applied here.
+        through the tower together. A pre-LLM compressor (the pooling baseline) is applied here.
         """
         clip = self.config.local_num_frames
         if sum(num_frames) != pixel_values.shape[0]:
@@ -202,20 +202,14 @@ class XCompModel(XCompPreTrainedModel):
             raise XCompError(f"frames per video must be a multiple of local_num_frames={clip}, got {num_frames}")
         features = self.vision_tower(pixel_values)
         tokens = self.mm_projector(features).flatten(0, 1)
-        per_video = list(tokens.split([n * self.config.tokens_per_frame for n in num_frames]))
-        if self.config.compression == "pre_pool":
-            per_video = [
-                pool_frame_tokens(t, self.config.tokens_per_frame, self.config.pool_tokens_per_frame)
-                for t in per_video
-            ]
-        return per_video
+        per_video = tokens.split([n * self.config.tokens_per_frame for n in num_frames])
+        compressor = compressor_for(self.config)
+        return [compressor.before_llm(t, self.config.tokens_per_frame) for t in per_video]
 
     @property
     def visual_tokens_per_frame(self) -> int:
         """Tokens per frame entering the LLM."""
-        if self.config.compression == "pre_pool":
-            return self.config.pool_tokens_per_frame
-        return self.config.tokens_per_frame
+        return compressor_for(self.config).llm_tokens_per_frame(self.config.tokens_per_frame)
 
     # ------------------------------------------------------------------ inputs
     def embed_inputs(
@@ -311,14 +305,13 @@ class XCompModel(XCompPreTrainedModel):
         """
         cfg = self.config
         lm = self.language_model
-        schedule = cfg.compression_schedule()
-        slot_masks = static_slot_masks(cfg.compression, schedule)
+        compressor = compressor_for(cfg)
+        schedule = compressor.schedule(cfg)
+        slot_masks = compressor.slot_masks(schedule)
         if slot_masks is not None:
             slot_masks = [m.to(tokens.slot.device) for m in slot_masks]
         renumber = cfg.position_ids_after_drop == "renumbered"
         drop_after = set(i - 1 for i in schedule.drop_layers())
-        if cfg.compression == "attn_prune" and -1 in drop_after:
-            raise ConfigError("attn_prune needs a dense first layer to score tokens (schedule[0] must be full)")
         per_frame = schedule.tokens_per_frame
         counts = []
         hidden_states = [] if output_hidden_states else None
@@ -328,7 +321,7 @@ class XCompModel(XCompPreTrainedModel):
         for i, layer in enumerate(lm.layers):
             k = schedule.kept[i]
             if k < per_frame:
-                keep = self._keep_mask(tokens, i, k, per_frame, slot_masks, scores)
+                keep = self._keep_mask(compressor, tokens, i, k, per_frame, slot_masks, scores)
                 tokens = tokens.select(keep)
                 if renumber:
                     tokens = replace(tokens, position=renumbered_positions(tokens.valid))
@@ -352,7 +345,7 @@ class XCompModel(XCompPreTrainedModel):
             )
             if cache is not None:
                 cache.set_key_valid(i, tokens.valid)
-            if cfg.compression == "attn_prune" and i in drop_after:
+            if compressor.needs_attention and i in drop_after:
                 scores = self._last_token_attention(layer, layer_input, pos_emb, tokens.valid, tokens.answer_tokens)
             tokens = replace(tokens, hidden=out)
         counts.append(counts[-1])
@@ -363,6 +356,7 @@ class XCompModel(XCompPreTrainedModel):
 
     @staticmethod
     def _keep_mask(
+        compressor: TokenCompressor,
         tokens: _Tokens,
         layer_idx: int,
         k: int,
@@ -374,7 +368,7 @@ class XCompModel(XCompPreTrainedModel):
         if slot_masks is not None:
             keep_visual = slot_masks[layer_idx][tokens.slot.clamp_min(0)]
         else:
-            keep_visual = top_slots_by_score(scores, visual & tokens.valid, per_frame, k)
+            keep_visual = compressor.keep_visual(tokens.slot, visual & tokens.valid, tokens.index, per_frame, k, scores)
         return tokens.valid & (~visual | keep_visual)
 
     @staticmethod
