@@ -1,95 +1,52 @@
-"""`xcomp eval`: accuracy of several systems (model × compression × frame selection) on a QA JSONL.
+"""Evaluate one system (a pipeline: model + token compressor + frame selector) on a QA suite.
 
-A *system* is a trained model folder plus how it is run: an optional compression override, and QC-Comp frame
-selection (none, segment-local or global scoring) keeping a fraction of the frames. Every system answers the
-same questions from the same decoded frames at each frame count, so rows differ only in the method.
+`load_suite` reads an `xcomp synth`-format JSONL and decodes every video once at a frame count (the same frames
+for every system); `answer_questions` answers each question with `XCompPipeline.answer` and keeps the answer,
+the kept frames and the run's cost as a `Record`; `summarize` turns records into the metrics a run reports.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import tomllib
-from dataclasses import dataclass, field
+import math
+from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
-from typing import Literal
 
 from tqdm.auto import tqdm
 
-from xcomp.errors import ConfigError
-from xcomp.evaluation.report import SINGLE_EVENT_FAMILIES, Record, depth_table, markdown_table, plot, recall
-from xcomp.model.configuration import CompressionMethod
-from xcomp.typed_config import build
+from xcomp.evaluation.report import (
+    DEPTH_BINS,
+    SINGLE_EVENT_FAMILIES,
+    Record,
+    accuracy,
+    event_by_depth,
+    group,
+    recall,
+)
+from xcomp.pipeline import XCompPipeline
+from xcomp.video.decode import Video
+
+QUESTION_KEYS = ("id", "video", "question", "options", "answer", "family")
+"""Keys every question of a suite must have."""
+STAGES = ("load", "vision", "scoring", "generate", "option_scoring")
+"""Measured stages of an answer (`Answer.accounting['seconds']`); 'load' is decoding when given a file."""
 
 
-@dataclass
-class SystemSpec:
-    """One evaluated system."""
+def load_suite(questions: str | Path, frames: int, image_size: int, progress: bool = False) -> tuple[list[dict], dict]:
+    """The questions and each one's video decoded to ``frames`` frames of ``image_size`` px (keyed by id)."""
+    from xcomp.synth.generate import read_questions
+    from xcomp.video import FrameSamplingConfig, load_video
 
-    name: str
-    """Row label in the results."""
-    model: str
-    """Model folder (ours or published layout)."""
-    compression: CompressionMethod | None = None
-    """Override the model's compression method (e.g. evaluate an LP-Comp model densely)."""
-    schedule: list[int] | None = None
-    """Override the tokens per frame entering each decoder layer (with `compression`)."""
-    qc: Literal["none", "local", "global"] = "none"
-    """QC-Comp frame selection: none (all frames), segment-local or global attention scoring."""
-    keep: float = 0.25
-    """Fraction of frames QC-Comp keeps (ignored when qc='none')."""
-    segment_frames: int = 8
-    """Frames per QC-Comp scoring window (qc='local')."""
-    shifts: list[int] | None = None
-    """Window offsets of the QC-Comp scoring passes; None = the `QCCompConfig` default."""
-    frames: list[int] | None = None
-    """Frame counts for this system only; None = the config's `frames`."""
+    questions = Path(questions)
+    rows = read_questions(questions, QUESTION_KEYS)
+    sampling = FrameSamplingConfig(size=image_size, min_frames=4, max_frames=max(frames, 4), allow_repeat=True)
+    videos = {}
+    for row in tqdm(rows, desc=f"decode @{frames}", disable=not progress):
+        videos[row["id"]] = load_video(questions.parent / row["video"], sampling, num_frames=frames)
+    return rows, videos
 
 
-@dataclass
-class EvalConfig:
-    """What to evaluate and where to write it."""
-
-    data: str
-    """QA JSONL (the `xcomp synth` format); videos are resolved relative to it."""
-    output_dir: str
-    """Folder for predictions.jsonl, results.md and plots."""
-    systems: list[SystemSpec] = field(default_factory=list)
-    """Systems to compare."""
-    frames: list[int] = field(default_factory=lambda: [32])
-    """Frame counts sampled from each video (each a multiple of the models' clip length)."""
-    limit: int | None = None
-    """Evaluate only the first N questions."""
-    image_size: int = 64
-    """Frame side after resizing (the models' vision input size)."""
-
-    @classmethod
-    def from_file(cls, path: str | Path) -> EvalConfig:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"eval config not found: {path}")
-        try:
-            raw = tomllib.loads(path.read_text())
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path}: cannot parse ({exc})") from exc
-        systems = raw.pop("systems", [])
-        if not isinstance(systems, list) or not systems:
-            raise ConfigError(f"{path}: no [[systems]] to evaluate")
-        specs = [build(SystemSpec, s, f"{path} [[systems]] #{i + 1}") for i, s in enumerate(systems)]
-        config = build(cls, raw, str(path), systems=specs)
-        for spec in specs:
-            if not 0 < spec.keep <= 1:
-                raise ConfigError(f"{path}: system {spec.name!r}: keep must be a fraction in (0, 1], got {spec.keep}")
-            if min(spec.frames or config.frames, default=0) < 1:
-                raise ConfigError(f"{path}: system {spec.name!r}: frame counts must be >= 1")
-        return config
-
-
-def _visual_token_layers(tokens_per_layer: list[int], text_tokens: int) -> int:
-    return sum(n - text_tokens for n in tokens_per_layer)
-
-
-def _event_kept(row: dict, timestamps: list[float]) -> bool | None:
+def event_kept(row: dict, timestamps: Sequence[float]) -> bool | None:
     """Single-event questions: whether a kept frame's time falls on the event's frames (None for others)."""
     if row.get("family") not in SINGLE_EVENT_FAMILIES or not row.get("events"):
         return None
@@ -97,89 +54,98 @@ def _event_kept(row: dict, timestamps: list[float]) -> bool | None:
     return any(event["start"] <= round(t * fps) < event["end"] for t in timestamps)
 
 
-def evaluate(config: EvalConfig, progress: bool = True) -> list[Record]:
-    """Run every system on every question at every frame count; write predictions, tables and plots."""
-    from xcomp.compression.qc_comp import QCCompConfig
-    from xcomp.model.convert import load_model, model_config_file
-    from xcomp.model.processing import XCompProcessor
-    from xcomp.pipeline import XCompPipeline
-    from xcomp.synth.generate import read_questions
-    from xcomp.video import FrameSamplingConfig, load_video
+def answer_cost(accounting: dict) -> dict:
+    """The per-answer cost a run reports, from `Answer.accounting` (visual token-layers exclude text)."""
+    text = accounting["text_tokens"]
+    dense = accounting["dense"]
+    return {
+        "token_layers": sum(n - text for n in accounting["tokens_per_layer"]),
+        "dense_token_layers": sum(n - text for n in dense["tokens_per_layer"]),
+        "prefill_flops": accounting["prefill_flops"],
+        "dense_prefill_flops": dense["prefill_flops"],
+        "kv_cache_bytes": accounting["kv_cache_bytes"],
+        "dense_kv_cache_bytes": dense["kv_cache_bytes"],
+        "scoring_flops": accounting["scoring_flops"],
+        "option_scoring_flops": accounting["option_scoring_flops"],
+        "seconds": {stage: accounting["seconds"].get(stage, 0.0) for stage in STAGES},
+    }
 
-    data = Path(config.data)
-    rows = read_questions(data, ("id", "video", "question", "options", "answer", "family"))
-    rows = rows[: config.limit] if config.limit else rows
-    for spec in config.systems:  # before minutes of decoding, not after
-        try:
-            model_config_file(spec.model)
-        except ConfigError as error:
-            raise ConfigError(f"system {spec.name!r}: {error}") from error
-    out_dir = Path(config.output_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
 
-    videos = {}
-    for frames in sorted({n for spec in config.systems for n in spec.frames or config.frames}):
-        sampling = FrameSamplingConfig(size=config.image_size, min_frames=4, max_frames=max(frames, 4), allow_repeat=True)
-        for row in tqdm(rows, desc=f"decode @{frames}", disable=not progress):
-            videos[row["id"], frames] = load_video(data.parent / row["video"], sampling, num_frames=frames)
-
-    records: list[Record] = []
-    for spec in config.systems:
-        fields = {"compression": spec.compression} if spec.compression else {}
-        if spec.schedule:
-            fields["schedule"] = spec.schedule
-        model = load_model(spec.model, **fields)
-        processor = XCompProcessor.from_pretrained(spec.model, image_size=config.image_size)
-        qc = QCCompConfig(
-            scorer="local" if spec.qc == "none" else spec.qc, segment_frames=spec.segment_frames, shifts=spec.shifts
+def answer_questions(
+    pipe: XCompPipeline,
+    rows: Sequence[dict],
+    videos: dict[str, Video],
+    system: str = "system",
+    max_new_tokens: int = 8,
+    progress: bool = False,
+) -> list[Record]:
+    """Answer every question with ``pipe`` (its selector keeps frames, its model compresses tokens)."""
+    records = []
+    T = pipe.model.model.visual_tokens_per_frame
+    for row in tqdm(rows, desc=system, disable=not progress):
+        video = videos[row["id"]]
+        ans = pipe.answer(video, row["question"], row["options"], max_new_tokens=max_new_tokens)
+        cost = answer_cost(ans.accounting)
+        records.append(
+            Record(
+                system=system,
+                frames=ans.num_frames,
+                llm_tokens=len(ans.kept_frames) * T,
+                token_layers=cost["token_layers"],
+                id=row["id"],
+                family=row["family"],
+                depth=row.get("depth"),
+                answer=row["answer"],
+                prediction=ans.choice,
+                kept_frames=ans.kept_frames,
+                event_kept=event_kept(row, ans.kept_timestamps),
+                choice_scored=ans.choice_scored,
+                text=ans.text,
+                cost=cost,
+            )
         )
-        pipe = XCompPipeline(model, processor, qc=qc)
-        for frames in spec.frames or config.frames:
-            keep = 1.0 if spec.qc == "none" else spec.keep
-            for row in tqdm(rows, desc=f"{spec.name} @{frames}", disable=not progress):
-                ans = pipe.answer(videos[row["id"], frames], row["question"], row["options"], keep=keep, max_new_tokens=8)
-                acc = ans.accounting
-                records.append(
-                    Record(
-                        system=spec.name,
-                        frames=frames,
-                        llm_tokens=len(ans.kept_frames) * model.model.visual_tokens_per_frame,
-                        token_layers=_visual_token_layers(acc["tokens_per_layer"], acc["text_tokens"]),
-                        id=row["id"],
-                        family=row["family"],
-                        depth=row.get("depth"),
-                        answer=row["answer"],
-                        prediction=ans.choice,
-                        kept_frames=ans.kept_frames,
-                        event_kept=_event_kept(row, ans.kept_timestamps),
-                        choice_scored=ans.choice_scored,
-                    )
-                )
-    write_results(records, out_dir)
     return records
 
 
-def write_results(records: list[Record], out_dir: Path) -> None:
-    with (out_dir / "predictions.jsonl").open("w") as f:
-        for r in records:
-            f.write(json.dumps({**dataclasses.asdict(r), "kept_frames": list(r.kept_frames)}) + "\n")
-    plots = plot(records, out_dir)
-    text = [
-        "# Evaluation results",
-        "",
-        "## Accuracy per system and frame count",
-        "",
-        markdown_table(records),
-        "",
-        "## Accuracy by event depth (needle and locate questions)",
-        "",
-        depth_table(records),
-        "",
-        "## Event frame recall by depth (systems that select frames)",
-        "",
-        depth_table([r for r in records if 0 < len(r.kept_frames) < r.frames], recall),
-        "",
-        *(f"![{p.stem}]({p.name})" for p in plots),
-        "",
-    ]
-    (out_dir / "results.md").write_text("\n".join(text))
+def binomial_se(p: float, n: int) -> float:
+    """Standard error of an accuracy ``p`` over ``n`` questions."""
+    return math.sqrt(p * (1 - p) / n) if n else float("nan")
+
+
+def summarize(records: Sequence[Record]) -> dict[str, float]:
+    """The metrics of a run: accuracy ± SE, per family and depth bin, QC frame recall, cost and its ratio to
+    dense over all sampled frames, seconds per stage (means per question), questions answered."""
+    n = len(records)
+    acc = accuracy(records)
+    out = {"accuracy": acc, "accuracy_se": binomial_se(acc, n), "questions": float(n)}
+    for (family,), rows in sorted(group(records, "family").items()):
+        out[f"accuracy.{family}"] = accuracy(rows)
+    bins = [f"{DEPTH_BINS[i]:.1f}-{DEPTH_BINS[i + 1]:.1f}" for i in range(len(DEPTH_BINS) - 1)]
+    selected = [r for r in records if len(r.kept_frames) < r.frames]
+    for prefix, metric, subset in (("accuracy_by_depth", accuracy, records), ("frame_recall_by_depth", recall, selected)):
+        for cells in event_by_depth(subset, metric).values():  # one (system, frames) group per run
+            for label, (value, count) in zip(bins, cells):
+                if count:
+                    out[f"{prefix}.{label}"] = value
+    out["options_scored"] = sum(r.choice_scored for r in records) / n
+    out["kept_frames"] = _mean(len(r.kept_frames) for r in records)
+    out["sampled_frames"] = _mean(r.frames for r in records)
+    for key in ("token_layers", "prefill_flops", "kv_cache_bytes"):
+        ours = _mean(r.cost[key] for r in records)
+        out[key] = ours
+        out[f"{key}_ratio"] = ours / _mean(r.cost[f"dense_{key}"] for r in records)
+    out["scoring_flops"] = _mean(r.cost["scoring_flops"] for r in records)
+    out["option_scoring_flops"] = _mean(r.cost["option_scoring_flops"] for r in records)
+    for stage in STAGES:
+        out[f"seconds.{stage}"] = _mean(r.cost["seconds"][stage] for r in records)
+    return out
+
+
+def prediction_rows(records: Sequence[Record]) -> list[dict]:
+    """One JSON-ready dict per question (id, family, depth, truth, answer, choice, kept frames, cost)."""
+    return [{**asdict(r), "kept_frames": list(r.kept_frames)} for r in records]
+
+
+def _mean(values) -> float:
+    values = list(values)
+    return sum(values) / len(values) if values else float("nan")

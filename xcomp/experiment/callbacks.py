@@ -1,0 +1,63 @@
+"""Hydra callback that makes a multirun one MLflow parent run with a child per job.
+
+`on_multirun_start` creates the experiment and the parent once, before any job starts (so parallel jobs do not
+race on creating them), and leaves the parent's id in the sweep folder for the jobs. A sweep started again with
+the same command and configs resumes the same parent. `on_multirun_end` logs the summary table (one row per
+child) to the parent, prints it, and exits non-zero when a job failed.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+from xcomp.tracking import Tracker, fingerprint
+
+PARENT_FILE = "mlflow_parent_run_id"
+"""File in the sweep folder holding the parent run's id."""
+SUMMARY_COLUMNS = (
+    "status", "accuracy", "accuracy_se", "token_layers_ratio", "prefill_flops_ratio", "kv_cache_bytes_ratio",
+    "seconds.vision", "seconds.scoring", "seconds.generate", "seconds.job", "error",
+)
+"""Columns of the printed summary (the logged summary.csv has every metric)."""
+
+
+class MLflowSweep(Callback):
+    """Parent run per sweep; summary at its end."""
+
+    def __init__(self) -> None:
+        self.tracker: Tracker | None = None
+        self.parent_id: str | None = None
+
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        HydraConfig.instance().set_config(config)  # the launcher does so only later; ${hydra:...} needs it
+        if not config.logger.enabled:
+            return
+        logger = config.logger
+        self.tracker = Tracker(logger.tracking_uri, logger.experiment, logger.artifact_root)
+        overrides = list(config.hydra.overrides.task)
+        body = OmegaConf.to_container(config, resolve=False)
+        body.pop("hydra", None)
+        key = fingerprint({"overrides": sorted(overrides), "config": body})
+        name = "sweep: " + " ".join(overrides)
+        self.parent_id = self.tracker.sweep_parent(key, name, {"overrides": " ".join(overrides)})
+        sweep_dir = Path(config.hydra.sweep.dir)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        (sweep_dir / PARENT_FILE).write_text(self.parent_id + "\n")
+        print(f"sweep: MLflow parent run {self.parent_id} in experiment {logger.experiment!r} at {logger.tracking_uri}")
+
+    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        if self.tracker is None:
+            return
+        summary = self.tracker.summary(self.parent_id)
+        failed = int((summary["status"] != "FINISHED").sum()) if len(summary) else 0
+        self.tracker.finish_sweep(self.parent_id, summary, failed)
+        shown = summary.attrs.get("axes", []) + [c for c in SUMMARY_COLUMNS if c in summary.columns]
+        print(summary[shown].to_markdown(index=False, floatfmt=".3f") if len(summary) else "(no jobs)")
+        print(f"sweep: {len(summary) - failed} finished, {failed} failed; parent run {self.parent_id}")
+        if failed:
+            sys.exit(1)

@@ -1,0 +1,221 @@
+"""One job of `run.py`: check the composed config, build the system from it, evaluate, track, return the objective.
+
+Bad input (a value out of range, a missing model, a broken suite) is one `error:` line: a single run exits 1, a
+sweep's job is recorded FAILED in MLflow and returns NaN so the other jobs still run (the sweep callback exits
+non-zero at the end). A job whose fingerprint already has a FINISHED run (under the same sweep parent) is
+skipped unless `rerun=true`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import sys
+import time
+from importlib.metadata import version
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from xcomp.errors import ConfigError, XCompError
+from xcomp.experiment.callbacks import PARENT_FILE
+from xcomp.tracking import (
+    TAG_ERROR,
+    TAG_FINGERPRINT,
+    TAG_OVERRIDES,
+    TAG_PARENT,
+    Tracker,
+    fingerprint,
+    flatten,
+    git_state,
+)
+
+log = logging.getLogger(__name__)
+
+OBJECTIVES = (
+    "accuracy", "accuracy_se", "token_layers_ratio", "prefill_flops_ratio", "kv_cache_bytes_ratio", "scoring_flops",
+)
+"""Metrics a job can return to a sweeper (`objective=`)."""
+UNTRACKED = ("hydra", "logger", "paths", "rerun", "progress")
+"""Top-level keys that do not change a job's result (left out of its fingerprint)."""
+
+
+def check(cfg: DictConfig) -> None:
+    """Range and cross-field checks that the schema's types cannot express."""
+    if cfg.seg_len < 1:
+        raise ConfigError(f"seg_len must be >= 1 frame, got {cfg.seg_len}")
+    if not 0 < cfg.keep <= 1:
+        raise ConfigError(f"keep must be a fraction in (0, 1], got {cfg.keep}")
+    if cfg.frames < 1:
+        raise ConfigError(f"frames must be >= 1, got {cfg.frames}")
+    if cfg.max_new_tokens < 1:
+        raise ConfigError(f"max_new_tokens must be >= 1, got {cfg.max_new_tokens}")
+    if cfg.objective not in OBJECTIVES:
+        raise ConfigError(f"objective must be one of {', '.join(OBJECTIVES)}; got {cfg.objective!r}")
+
+
+def run(cfg: DictConfig) -> float:
+    """Evaluate the composed system; returns the value of `cfg.objective` (NaN for a failed sweep job)."""
+    hydra = HydraConfig.get()
+    multirun = hydra.mode == RunMode.MULTIRUN
+    overrides = list(hydra.overrides.task)
+    label = " ".join(overrides) or "(defaults)"
+    tracker = run_id = None
+    try:
+        if cfg.logger.enabled:
+            tracker = Tracker(cfg.logger.tracking_uri, cfg.logger.experiment, cfg.logger.artifact_root)
+        try:
+            settings = OmegaConf.to_container(cfg, resolve=True)
+            problem = None
+        except OmegaConfBaseException as error:  # e.g. a shipped model that is not there: recorded below
+            settings, problem = {}, error
+        job_key = fingerprint({k: v for k, v in settings.items() if k not in UNTRACKED} or {"overrides": overrides})
+        if tracker is not None:
+            parent_id = _parent_id(hydra) if multirun else None
+            finished, unfinished = tracker.job_run(job_key, parent_id)
+            if finished is not None and not cfg.rerun:
+                print(f"skip: {label}: finished as run {finished.info.run_id}", flush=True)
+                return finished.data.metrics.get(cfg.objective, math.nan)
+            run_id = _start_run(tracker, unfinished, parent_id, job_key, settings, overrides, hydra)
+        if problem is not None:
+            raise problem
+        check(cfg)
+        metrics, predictions, used = evaluate(cfg)
+        if tracker is not None:
+            client = tracker.client
+            for key, value in used.items():
+                client.set_tag(run_id, key, value)
+            client.log_text(run_id, "\n".join(json.dumps(p) for p in predictions) + "\n", "predictions.jsonl")
+            _log_metrics(client, run_id, metrics)
+            client.set_terminated(run_id, "FINISHED")
+        print(f"done: {label}: accuracy {metrics['accuracy']:.3f} ± {metrics['accuracy_se']:.3f}", flush=True)
+        return metrics[cfg.objective]
+    except (XCompError, OmegaConfBaseException, OSError) as error:
+        message = str(error).strip().splitlines()[0]
+        _fail(tracker, run_id, message)
+        print(f"error: {label}: {message}" if multirun else f"error: {message}", file=sys.stderr, flush=True)
+        if multirun:
+            return math.nan
+        raise SystemExit(1) from None
+    except BaseException as error:  # a bug or an interrupt: recorded, then shown in full
+        _fail(tracker, run_id, f"{type(error).__name__}: {error}")
+        if multirun and isinstance(error, Exception):
+            log.exception("job %s failed", label)
+            return math.nan
+        raise
+
+
+def evaluate(cfg: DictConfig) -> tuple[dict[str, float], list[dict], dict[str, str]]:
+    """Build the model, compressor, schedule and selector from ``cfg`` and answer the suite; returns the metrics,
+    one prediction row per question, and what the model ran with (compression, per-layer schedule)."""
+    import torch
+
+    from xcomp.evaluation.runner import answer_questions, load_suite, prediction_rows, summarize
+    from xcomp.model.convert import load_config, load_model
+    from xcomp.model.modeling import XCompForCausalLM
+    from xcomp.model.processing import XCompProcessor
+    from xcomp.pipeline import XCompPipeline
+
+    start = time.perf_counter()
+    config = load_config(cfg.model.path)
+    clip = config.local_num_frames
+    if cfg.frames % clip:
+        raise ConfigError(f"frames must be a multiple of the model's clip length {clip}, got {cfg.frames}")
+    compressor = instantiate({k: v for k, v in cfg.compress.items() if k != "model"})
+    fields = compressor.config_fields()
+    if cfg.schedule:  # else the model's own (schedule=model)
+        schedule = instantiate(cfg.schedule, num_layers=config.num_layers, tokens_per_frame=config.tokens_per_frame)
+        fields["schedule"] = list(schedule.kept)
+    selector = instantiate(cfg.select)
+    questions = suite_path(cfg.data, cfg.progress)
+    image_size = config.vision_config.image_size
+    processor = XCompProcessor.from_pretrained(cfg.model.path, image_size=image_size)
+    if cfg.model.random_init:
+        torch.manual_seed(cfg.seed)
+        model = XCompForCausalLM(config.with_compression(**fields))
+    else:
+        model = load_model(cfg.model.path, **fields)
+    rows, videos = load_suite(questions, cfg.frames, image_size, cfg.progress)
+    if cfg.data.source == "jsonl" and cfg.data.limit:
+        rows = rows[: cfg.data.limit]
+    pipe = XCompPipeline(model, processor, selector=selector)
+    records = answer_questions(pipe, rows, videos, system=compressor.name, max_new_tokens=cfg.max_new_tokens,
+                               progress=cfg.progress)
+    metrics = summarize(records)
+    metrics["seconds.job"] = time.perf_counter() - start
+    used = {"compression": model.config.compression, "schedule.kept": json.dumps(model.config.compression_schedule().kept)}
+    return metrics, prediction_rows(records), used
+
+
+def suite_path(data: DictConfig, progress: bool = False):
+    """questions.jsonl of the configured suite (a synthetic one is generated on first use)."""
+    from pathlib import Path
+
+    from xcomp.synth.cache import cached_suite
+    from xcomp.synth.generate import SynthParams
+
+    if data.source == "jsonl":
+        return Path(data.questions)
+    params = SynthParams(frames=data.video_frames, size=data.size, noise=data.noise, span=data.span)
+    return cached_suite(data.cache_dir, list(data.families), data.n, data.seed, params, progress)
+
+
+def _parent_id(hydra) -> str | None:
+    from pathlib import Path
+
+    file = Path(hydra.sweep.dir) / PARENT_FILE
+    return file.read_text().strip() if file.is_file() else None
+
+
+def _start_run(tracker, unfinished, parent_id, job_key, settings, overrides, hydra) -> str:
+    """Resume this job's unfinished run (a killed or failed attempt) or create one; log params, tags, config."""
+    client = tracker.client
+    model = settings.get("model", {})
+    tags = {
+        TAG_FINGERPRINT: job_key,
+        TAG_OVERRIDES: json.dumps(overrides),
+        "overrides": " ".join(overrides),
+        "model": str(model.get("name", "")),
+        "model.path": str(model.get("path", "")),
+        "compress": str(settings.get("compress", {}).get("_target_", "")).rsplit(".", 1)[-1],
+        "job.num": str(hydra.job.get("num", "")),
+        **{f"version.{p}": version(p) for p in ("xcomp", "torch", "transformers")},
+        **git_state(hydra.runtime.cwd),
+    }
+    if parent_id is not None:
+        tags[TAG_PARENT] = parent_id
+        tags["sweep_id"] = parent_id
+    if unfinished is not None:
+        run_id = unfinished.info.run_id
+        client.update_run(run_id, status="RUNNING")
+        if TAG_ERROR in unfinished.data.tags:
+            client.delete_tag(run_id, TAG_ERROR)
+    else:
+        run_id = client.create_run(tracker.experiment_id, run_name=" ".join(overrides) or None).info.run_id
+    from mlflow.entities import Param, RunTag
+
+    params = [Param(k, v[:6000]) for k, v in flatten({k: v for k, v in settings.items() if k != "hydra"}).items()]
+    for i in range(0, len(params), 100):
+        client.log_batch(run_id, params=params[i : i + 100])
+    client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+    client.log_text(run_id, OmegaConf.to_yaml({k: v for k, v in settings.items() if k != "hydra"}), "config.yaml")
+    return run_id
+
+
+def _log_metrics(client, run_id: str, metrics: dict[str, float]) -> None:
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    batch = [Metric(k, float(v), now, 0) for k, v in metrics.items() if not math.isnan(v)]
+    for i in range(0, len(batch), 1000):
+        client.log_batch(run_id, metrics=batch[i : i + 1000])
+
+
+def _fail(tracker, run_id: str | None, message: str) -> None:
+    if tracker is not None and run_id is not None:
+        tracker.client.set_tag(run_id, TAG_ERROR, message[:5000])
+        tracker.client.set_terminated(run_id, "FAILED")

@@ -1,0 +1,133 @@
+"""Structured configs (Hydra's ConfigStore) that type-check what conf/ composes.
+
+The primary config `run` and the options of the `model`, `data` and `logger` groups start from these schemas
+(`defaults: [<schema>, _self_]`), so a wrong type or an unknown key is an error at composition, before any work.
+The `compress`, `schedule` and `select` groups are `_target_` nodes of the components themselves (dataclasses in
+`xcomp.compression`), checked when they are instantiated. Range and cross-field checks are in `job.check`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+
+@dataclass
+class ModelConfig:
+    """Which model answers."""
+
+    name: str = MISSING
+    """Label recorded with the run (the `model` tag)."""
+    path: str = MISSING
+    """Model folder: ours (`save_pretrained`) or a published VideoChat-Flash / XComp one."""
+    random_init: bool = False
+    """Random weights (seeded by `seed`) in the folder's architecture, with its tokenizer."""
+
+
+@dataclass
+class SynthDataConfig:
+    """A synthetic suite (`xcomp synth`), generated once and cached by its settings."""
+
+    source: str = "synth"
+    """Kind of suite (fixed per option)."""
+    families: list[str] = field(default_factory=lambda: ["needle", "order", "count", "locate"])
+    """Question families to generate."""
+    n: int = 25
+    """Questions per family."""
+    video_frames: int = 64
+    """Frames per generated video."""
+    size: int = 64
+    """Frame side in pixels."""
+    noise: float = 0.0
+    """Distractor level 0-1."""
+    span: int = 2
+    """Frames each event stays visible."""
+    seed: int = 17
+    """Generation seed (the shipped models were trained on other seeds)."""
+    cache_dir: str = MISSING
+    """Folder of cached suites."""
+
+
+@dataclass
+class JsonlDataConfig:
+    """A suite on disk in the `xcomp synth` format."""
+
+    source: str = "jsonl"
+    """Kind of suite (fixed per option)."""
+    questions: str = MISSING
+    """questions.jsonl; videos are resolved relative to it."""
+    limit: int | None = None
+    """Answer only the first N questions."""
+
+
+@dataclass
+class LoggerConfig:
+    """Where runs are tracked."""
+
+    enabled: bool = True
+    """Track runs in MLflow (False: print the metrics only)."""
+    tracking_uri: str = MISSING
+    """MLflow tracking URI (SQLite file or server)."""
+    experiment: str = "xcomp"
+    """MLflow experiment name."""
+    artifact_root: str = MISSING
+    """Folder for the artifacts of experiments this run creates."""
+
+
+@dataclass
+class PathsConfig:
+    """Where things live (excluded from job fingerprints)."""
+
+    root: str = MISSING
+    """Project root: MLflow store, caches and outputs sit under it."""
+    cache: str = MISSING
+    """Generated data."""
+
+
+@dataclass
+class RunConfig:
+    """One evaluation job: a model, a token compressor, a schedule, a frame selector and a suite."""
+
+    model: ModelConfig = MISSING
+    """The model (group `model`)."""
+    compress: Any = MISSING
+    """Token compressor, a `_target_` node (group `compress`); its `model` key names the model `model=auto` uses."""
+    schedule: Any = MISSING
+    """Tokens per frame entering each layer, a `_target_` node returning a `CompressionSchedule` (group `schedule`)."""
+    select: Any = MISSING
+    """Frame selector, a `_target_` node (group `select`)."""
+    data: Any = MISSING
+    """The QA suite (group `data`)."""
+    logger: LoggerConfig = MISSING
+    """Tracking (group `logger`)."""
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    """Project paths."""
+    seg_len: int = 8
+    """QC-Comp segment length in frames (sweep axis)."""
+    keep: float = 0.5
+    """Fraction of sampled frames the selector keeps (sweep axis)."""
+    frames: int = 64
+    """Frames sampled per video (sweep axis; a multiple of the model's clip length)."""
+    seed: int = 0
+    """Seed of random initialisation and random methods (sweep axis)."""
+    max_new_tokens: int = 8
+    """Answer length limit."""
+    objective: str = "accuracy"
+    """Metric the job returns to the sweeper."""
+    rerun: bool = False
+    """Run again even when a FINISHED run of the same job exists."""
+    progress: bool = False
+    """Show progress bars."""
+
+
+def register() -> None:
+    """Store the schemas (run.yaml and the group options name them in their defaults)."""
+    cs = ConfigStore.instance()
+    cs.store(name="run_schema", node=RunConfig)
+    cs.store(group="model", name="model_schema", node=ModelConfig)
+    cs.store(group="data", name="synth_schema", node=SynthDataConfig)
+    cs.store(group="data", name="jsonl_schema", node=JsonlDataConfig)
+    cs.store(group="logger", name="logger_schema", node=LoggerConfig)

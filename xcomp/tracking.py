@@ -1,0 +1,140 @@
+"""MLflow tracking of runs and sweeps: one run per job, one parent run per sweep, lookup of finished jobs.
+
+A job is identified by a *fingerprint* (a hash of its resolved config without paths, launcher or logger), so a
+sweep run again after a kill skips the jobs that finished and reruns the rest under the same parent. A sweep is
+identified by its *key* (the hash of its command's overrides and base config), so running it again resumes its
+parent run instead of starting another. Only MLflow's own client API is used; nothing here knows Hydra.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+TAG_FINGERPRINT = "xcomp.fingerprint"
+"""Tag of a job run: its config fingerprint."""
+TAG_SWEEP_KEY = "xcomp.sweep_key"
+"""Tag of a sweep's parent run: the sweep's key."""
+TAG_PARENT = "mlflow.parentRunId"
+"""MLflow's own nesting tag (the UI shows children under their parent)."""
+TAG_ERROR = "xcomp.error"
+"""Tag of a failed run: its one-line error."""
+TAG_OVERRIDES = "xcomp.overrides"
+"""Tag of a job run: its overrides as JSON (a list of `key=value`)."""
+
+
+def fingerprint(data: Mapping) -> str:
+    """A stable hash of a JSON-able mapping (keys sorted)."""
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def flatten(data: Mapping, prefix: str = "") -> dict[str, str]:
+    """Nested mapping -> {"a.b.c": "value"} (lists as JSON), for `log_params`."""
+    out = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(flatten(value, f"{name}."))
+        else:
+            out[name] = json.dumps(value) if isinstance(value, list | tuple) else str(value)
+    return out
+
+
+def git_state(root: str | Path) -> dict[str, str]:
+    """Commit of the checkout at ``root`` and whether it has uncommitted changes (empty outside git)."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return {}
+    return {"git.commit": commit.stdout.strip(), "git.dirty": str(bool(dirty.stdout.strip()))}
+
+
+class Tracker:
+    """An MLflow experiment at a tracking URI, with the sweep and job bookkeeping of this module."""
+
+    def __init__(self, tracking_uri: str, experiment: str, artifact_root: str | None = None):
+        import mlflow
+
+        self.tracking_uri = tracking_uri
+        self.client = mlflow.MlflowClient(tracking_uri)
+        found = self.client.get_experiment_by_name(experiment)
+        if found is None:
+            location = Path(artifact_root).resolve().as_uri() if artifact_root else None
+            try:
+                self.experiment_id = self.client.create_experiment(experiment, artifact_location=location)
+            except mlflow.exceptions.MlflowException:  # created meanwhile by a parallel job
+                self.experiment_id = self.client.get_experiment_by_name(experiment).experiment_id
+        else:
+            self.experiment_id = found.experiment_id
+
+    # ------------------------------------------------------------------ lookup
+    def _search(self, filters: list[str], statuses: tuple[str, ...] | None = None) -> list:
+        runs = self.client.search_runs([self.experiment_id], " and ".join(filters), max_results=1000)
+        return [r for r in runs if statuses is None or r.info.status in statuses]
+
+    def job_run(self, job_fingerprint: str, parent_id: str | None) -> tuple[object | None, object | None]:
+        """(a FINISHED run of this job, an unfinished one to resume) under ``parent_id`` (None: top level)."""
+        runs = self._search([f"tags.`{TAG_FINGERPRINT}` = '{job_fingerprint}'"])
+        runs = [r for r in runs if r.data.tags.get(TAG_PARENT) == parent_id]
+        finished = [r for r in runs if r.info.status == "FINISHED"]
+        unfinished = [r for r in runs if r.info.status != "FINISHED"]
+        return (finished[0] if finished else None), (unfinished[0] if unfinished else None)
+
+    def children(self, parent_id: str) -> list:
+        return self._search([f"tags.`{TAG_PARENT}` = '{parent_id}'"])
+
+    # ------------------------------------------------------------------ sweeps
+    def sweep_parent(self, sweep_key: str, name: str, tags: Mapping[str, str]) -> str:
+        """The run id of the sweep's parent: the earlier one with this key (set RUNNING again) or a new one."""
+        earlier = self._search([f"tags.`{TAG_SWEEP_KEY}` = '{sweep_key}'"])
+        if earlier:
+            run_id = earlier[0].info.run_id
+            self.client.update_run(run_id, status="RUNNING")
+            return run_id
+        run = self.client.create_run(self.experiment_id, run_name=name, tags={**tags, TAG_SWEEP_KEY: sweep_key})
+        return run.info.run_id
+
+    def summary(self, parent_id: str) -> pd.DataFrame:
+        """One row per child job: the overrides that vary between jobs first (listed in ``attrs["axes"]``), then
+        status, metrics, error."""
+        import pandas as pd
+
+        rows, axes = [], {}
+        for run in self.children(parent_id):
+            overrides = dict(o.split("=", 1) for o in json.loads(run.data.tags.get(TAG_OVERRIDES, "[]")))
+            axes.update(dict.fromkeys(overrides))
+            rows.append({
+                **overrides,
+                "status": run.info.status,
+                **run.data.metrics,
+                "error": run.data.tags.get(TAG_ERROR, ""),
+                "run_id": run.info.run_id,
+            })
+        frame = pd.DataFrame(rows)
+        for axis in axes:  # override values are strings; numbers sort as numbers
+            try:
+                frame[axis] = pd.to_numeric(frame[axis])
+            except (ValueError, TypeError):
+                pass
+        varied = [k for k in axes if frame[k].nunique(dropna=False) > 1]
+        columns = varied + [c for c in frame.columns if c not in axes]
+        if not rows:
+            return frame
+        frame = frame[columns].sort_values(varied or ["run_id"]).reset_index(drop=True)
+        frame.attrs["axes"] = varied
+        return frame
+
+    def finish_sweep(self, parent_id: str, summary: pd.DataFrame, failed: int) -> None:
+        """Log the summary table to the parent and close it (FAILED when a job failed)."""
+        self.client.log_text(parent_id, summary.to_csv(index=False), "summary.csv")
+        self.client.log_text(parent_id, summary.to_markdown(index=False), "summary.md")
+        self.client.set_terminated(parent_id, "FAILED" if failed else "FINISHED")
+
