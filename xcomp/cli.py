@@ -1,4 +1,4 @@
-"""The `xcomp` command line: ask, synth, info, train, eval, bench, convert."""
+"""The `xcomp` command line: ask, demo, synth, info, train, bench, convert (evaluation sweeps: run.py)."""
 
 from __future__ import annotations
 
@@ -177,22 +177,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_eval(args: argparse.Namespace) -> int:
-    """Accuracy of several systems on a QA JSONL; writes results.md, predictions.jsonl and plots."""
-    from xcomp.evaluation.runner import EvalConfig, evaluate
-
-    config = EvalConfig.from_file(args.config)
-    if args.data:
-        config.data = args.data
-    if args.output_dir:
-        config.output_dir = args.output_dir
-    if args.limit:
-        config.limit = args.limit
-    evaluate(config)
-    print(f"results: {config.output_dir}/results.md")
-    return 0
-
-
 def cmd_synth(args: argparse.Namespace) -> int:
     from xcomp.synth.command import run
 
@@ -267,12 +251,6 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--steps", type=int, help="override steps")
     train.set_defaults(func=cmd_train)
 
-    evaluate = sub.add_parser("eval", help="accuracy of systems on a QA JSONL (tables + plots)")
-    evaluate.add_argument("config", help="evaluation config (.toml), see configs/")
-    evaluate.add_argument("--data", help="override data: the same systems on another questions JSONL")
-    evaluate.add_argument("--output-dir", help="override output_dir")
-    evaluate.add_argument("--limit", type=int, help="evaluate only the first N questions")
-    evaluate.set_defaults(func=cmd_eval)
 
     from xcomp.synth.command import add_arguments as add_synth_arguments
 

@@ -8,8 +8,10 @@ parent run instead of starting another. Only MLflow's own client API is used; no
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import logging
 import subprocess
 from collections.abc import Mapping
 from pathlib import Path
@@ -63,6 +65,7 @@ class Tracker:
     def __init__(self, tracking_uri: str, experiment: str, artifact_root: str | None = None):
         import mlflow
 
+        logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)  # "creating tables" on a new store
         self.tracking_uri = tracking_uri
         self.client = mlflow.MlflowClient(tracking_uri)
         found = self.client.get_experiment_by_name(experiment)
@@ -120,10 +123,8 @@ class Tracker:
             })
         frame = pd.DataFrame(rows)
         for axis in axes:  # override values are strings; numbers sort as numbers
-            try:
+            with contextlib.suppress(ValueError, TypeError):
                 frame[axis] = pd.to_numeric(frame[axis])
-            except (ValueError, TypeError):
-                pass
         varied = [k for k in axes if frame[k].nunique(dropna=False) > 1]
         columns = varied + [c for c in frame.columns if c not in axes]
         if not rows:

@@ -14,6 +14,7 @@ import math
 import sys
 import time
 from importlib.metadata import version
+from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
@@ -153,8 +154,6 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], list[dict], dict[str, s
 
 def suite_path(data: DictConfig, progress: bool = False):
     """questions.jsonl of the configured suite (a synthetic one is generated on first use)."""
-    from pathlib import Path
-
     from xcomp.synth.cache import cached_suite
     from xcomp.synth.generate import SynthParams
 
@@ -165,8 +164,6 @@ def suite_path(data: DictConfig, progress: bool = False):
 
 
 def _parent_id(hydra) -> str | None:
-    from pathlib import Path
-
     file = Path(hydra.sweep.dir) / PARENT_FILE
     return file.read_text().strip() if file.is_file() else None
 
@@ -184,7 +181,7 @@ def _start_run(tracker, unfinished, parent_id, job_key, settings, overrides, hyd
         "compress": str(settings.get("compress", {}).get("_target_", "")).rsplit(".", 1)[-1],
         "job.num": str(hydra.job.get("num", "")),
         **{f"version.{p}": version(p) for p in ("xcomp", "torch", "transformers")},
-        **git_state(hydra.runtime.cwd),
+        **git_state(Path(__file__).parent),  # the checkout xcomp runs from
     }
     if parent_id is not None:
         tags[TAG_PARENT] = parent_id
