@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from xcomp.errors import XCompError
 
@@ -69,10 +70,13 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def default_model_path():
     """The small model shipped inside the package, if this build has one."""
-    from importlib.resources import files
+    from xcomp.errors import ConfigError
+    from xcomp.shipped import shipped_model
 
-    path = files("xcomp") / "assets" / "default_model"
-    return path if (path / "config.json").is_file() else None
+    try:
+        return Path(shipped_model("xcomp_tiny"))
+    except ConfigError:
+        return None
 
 
 def cmd_ask(args: argparse.Namespace) -> int:

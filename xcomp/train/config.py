@@ -138,6 +138,11 @@ class TrainConfig:
         return config
 
     def validate(self) -> None:
+        from xcomp.compression.compressors import COMPRESSORS
+
+        if self.compression is not None and self.compression not in COMPRESSORS:
+            names = ", ".join(repr(n) for n in COMPRESSORS)
+            raise ConfigError(f"compression = {self.compression!r} is not one of {names}")
         if self.steps < 1 or self.batch_size < 1 or self.grad_accum < 1:
             raise ConfigError("steps, batch_size and grad_accum must be >= 1")
         if self.data.source == "jsonl" and not isinstance(self.data.num_frames, int):
