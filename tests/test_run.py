@@ -78,6 +78,12 @@ def test_axes_interpolate_into_the_groups(tmp_path):
     assert compose_run(tmp_path, "compress=heuristic", "model=xcomp_tiny").model.name == "xcomp_tiny"
 
 
+def test_experiment_files_are_global_sweeps(tmp_path):
+    cfg = compose_run(tmp_path, "+experiment=card_sweep")
+    assert cfg.logger.experiment == "card_sweep" and str(cfg.hydra.mode) == "RunMode.MULTIRUN"
+    assert dict(cfg.hydra.sweeper.params) == {"compress": "lp,heuristic", "seg_len": "8,16"}
+
+
 @pytest.mark.parametrize("option", ["cosine", "linear"])
 def test_schedules_resolve_to_the_model_depth(tmp_path, option):
     cfg = compose_run(tmp_path, f"schedule={option}")
@@ -245,3 +251,14 @@ def test_a_failing_job_is_recorded_and_the_sweep_goes_on(tmp_path):
     children = [r for r in all_runs(tmp_path) if "mlflow.parentRunId" in r.data.tags]
     status = {r.data.params.get("keep"): (r.info.status, r.data.tags.get("xcomp.error", "")) for r in children}
     assert status["0.5"] == ("FINISHED", "") and status["1.5"][0] == "FAILED" and "keep" in status["1.5"][1]
+
+
+def test_a_jsonl_suite_with_a_limit_and_no_tracking(tmp_path, capsys):
+    from xcomp.synth.generate import SynthParams, write_suite
+
+    questions = write_suite(tmp_path / "suite", ["count", "needle"], 2, seed=9, params=SynthParams(frames=16, size=64))
+    cfg = compose_run(tmp_path, "data=jsonl", f"data.questions={questions}", "data.limit=3", "frames=16",
+                      "logger=none", "select=uniform")  # fmt: skip
+    accuracy = run_job(cfg)
+    assert 0 <= accuracy <= 1 and "over 3 questions" in capsys.readouterr().out
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / ".cache").exists()

@@ -32,13 +32,16 @@ STAGES = ("load", "vision", "scoring", "generate", "option_scoring")
 """Measured stages of an answer (`Answer.accounting['seconds']`); 'load' is decoding when given a file."""
 
 
-def load_suite(questions: str | Path, frames: int, image_size: int, progress: bool = False) -> tuple[list[dict], dict]:
-    """The questions and each one's video decoded to ``frames`` frames of ``image_size`` px (keyed by id)."""
+def load_suite(
+    questions: str | Path, frames: int, image_size: int, limit: int | None = None, progress: bool = False
+) -> tuple[list[dict], dict]:
+    """The (first ``limit``) questions and each one's video decoded to ``frames`` frames of ``image_size`` px
+    (keyed by id)."""
     from xcomp.synth.generate import read_questions
     from xcomp.video import FrameSamplingConfig, load_video
 
     questions = Path(questions)
-    rows = read_questions(questions, QUESTION_KEYS)
+    rows = read_questions(questions, QUESTION_KEYS)[:limit]
     sampling = FrameSamplingConfig(size=image_size, min_frames=4, max_frames=max(frames, 4), allow_repeat=True)
     videos = {}
     for row in tqdm(rows, desc=f"decode @{frames}", disable=not progress):

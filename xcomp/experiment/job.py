@@ -93,7 +93,8 @@ def run(cfg: DictConfig) -> float:
             client.log_text(run_id, "\n".join(json.dumps(p) for p in predictions) + "\n", "predictions.jsonl")
             _log_metrics(client, run_id, metrics)
             client.set_terminated(run_id, "FINISHED")
-        print(f"done: {label}: accuracy {metrics['accuracy']:.3f} ± {metrics['accuracy_se']:.3f}", flush=True)
+        print(f"done: {label}: accuracy {metrics['accuracy']:.3f} ± {metrics['accuracy_se']:.3f} "
+              f"over {metrics['questions']:.0f} questions", flush=True)  # fmt: skip
         return metrics[cfg.objective]
     except (XCompError, OmegaConfBaseException, OSError) as error:
         message = str(error).strip().splitlines()[0]
@@ -140,9 +141,8 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], list[dict], dict[str, s
         model = XCompForCausalLM(config.with_compression(**fields))
     else:
         model = load_model(cfg.model.path, **fields)
-    rows, videos = load_suite(questions, cfg.frames, image_size, cfg.progress)
-    if cfg.data.source == "jsonl" and cfg.data.limit:
-        rows = rows[: cfg.data.limit]
+    limit = cfg.data.limit if cfg.data.source == "jsonl" else None
+    rows, videos = load_suite(questions, cfg.frames, image_size, limit, cfg.progress)
     pipe = XCompPipeline(model, processor, selector=selector)
     records = answer_questions(pipe, rows, videos, system=compressor.name, max_new_tokens=cfg.max_new_tokens,
                                progress=cfg.progress)
