@@ -78,7 +78,7 @@ class XCompPipeline:
         clip = model.config.local_num_frames
         reference_sampling, reference_qc = reference_defaults(clip, processor.image_size)
         self.sampling = sampling or reference_sampling
-        self.qc = qc or reference_qc
+        self.qc = qc or (selector.qc if isinstance(selector, QCComp) else reference_qc)
         self.selector = selector or QCComp.from_qc(self.qc)
         self.prompt = prompt or PromptConfig()
         self.vision_batch = max(vision_batch // clip, 1) * clip
