@@ -204,6 +204,9 @@ def _add_qc_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from xcomp.compression.compressors import COMPRESSORS
+
+    methods = sorted(COMPRESSORS)
     parser = argparse.ArgumentParser(prog="xcomp", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -211,7 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--config", required=True, help="config.json (ours or published) or a model folder")
     info.add_argument("--frames", type=int, default=1024, help="number of frames (default 1024)")
     info.add_argument("--text-tokens", type=int, default=64, help="prompt text tokens (default 64)")
-    info.add_argument("--methods", nargs="+", choices=["dense", "lp_comp", "uniform_drop", "pre_pool", "attn_prune"])
+    info.add_argument("--methods", nargs="+", choices=methods)
     info.add_argument("--pool-tokens", type=int, default=1, help="tokens/frame for pre_pool (default 1)")
     info.add_argument("--dtype-bytes", type=int, default=2, help="bytes per KV value (2 = bf16)")
     info.set_defaults(func=cmd_info)
@@ -246,7 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     conv = sub.add_parser("convert", help="published VideoChat-Flash/XComp checkpoint -> xcomp folder")
     conv.add_argument("src", help="published checkpoint folder (config.json + safetensors)")
     conv.add_argument("dst", help="output folder")
-    conv.add_argument("--compression", choices=["dense", "lp_comp", "uniform_drop", "pre_pool", "attn_prune"])
+    conv.add_argument("--compression", choices=methods)
     conv.set_defaults(func=cmd_convert)
 
     train = sub.add_parser("train", help="fine-tune a model (dense pre-training or SCT) from a config file")
@@ -254,7 +257,6 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--output-dir", help="override output_dir")
     train.add_argument("--steps", type=int, help="override steps")
     train.set_defaults(func=cmd_train)
-
 
     from xcomp.synth.command import add_arguments as add_synth_arguments
 
