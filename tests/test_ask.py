@@ -126,8 +126,9 @@ def test_pipeline_settings_round_trip_with_the_model(model_dir, tmp_path):
     assert loaded.sampling == sampling and loaded.qc == qc
     assert XCompPipeline.from_pretrained(tmp_path / "m", qc=QCCompConfig()).qc == QCCompConfig()  # arguments win
     data = json.loads((tmp_path / "m" / "pipeline_config.json").read_text())
-    for key, value, message in [("keep", "twelve", "keep = 'twelve' is not an integer"),
-                                ("shifts", [0, "2"], "shifts = [0, '2'] is not a list of integers")]:  # fmt: skip
+    for key, value, message in [("keep", "twelve", "qc: keep: Value 'twelve' of type 'str' could not be converted"),
+                                ("shifts", [0, "two"], "qc: shifts[1]: Value 'two' of type 'str'"),
+                                ("scorer", "best", "scorer must be 'local' or 'global', got 'best'")]:  # fmt: skip
         (tmp_path / "m" / "pipeline_config.json").write_text(json.dumps({**data, "qc": {**data["qc"], key: value}}))
         with pytest.raises(ConfigError, match=re.escape(message)):
             XCompPipeline.from_pretrained(tmp_path / "m")

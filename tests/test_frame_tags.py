@@ -55,7 +55,7 @@ def _config(tmp_path) -> TrainConfig:
             "train_llm": False,
             "save_every": 120,
             "log_every": 40,
-            "data": {"families": ["count", "needle"], "num_samples": 480, "num_frames": 16, "span": 3, "noise": 0.0},
+            "data": {"families": ["count", "needle"], "num_samples": 480, "num_frames": [16], "span": 3, "noise": 0.0},
         }
     )
 

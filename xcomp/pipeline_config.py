@@ -14,7 +14,7 @@ from pathlib import Path
 from xcomp.compression.qc_comp import QCCompConfig
 from xcomp.errors import ConfigError
 from xcomp.model.convert import read_json
-from xcomp.typed_config import build
+from xcomp.structured import load_structured
 from xcomp.video.sampling import FrameSamplingConfig
 
 PIPELINE_CONFIG = "pipeline_config.json"
@@ -52,5 +52,5 @@ def load_pipeline_config(
     data = read_json(file)
     if not isinstance(data, dict):
         raise ConfigError(f"{file}: expected a JSON object")
-    sampling = build(FrameSamplingConfig, data.get("sampling", {}), f"{file} sampling")
-    return sampling, build(QCCompConfig, data.get("qc", {}), f"{file} qc")
+    sampling = load_structured(FrameSamplingConfig, data.get("sampling", {}), f"{file} sampling")
+    return sampling, load_structured(QCCompConfig, data.get("qc", {}), f"{file} qc")

@@ -21,7 +21,6 @@ themselves run with their normal SDPA/flash kernels, and nothing above the band 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 
@@ -45,7 +44,7 @@ class QCCompConfig:
     """Frames to keep; overrides `keep_ratio` when set."""
     keep_ratio: float = 0.25
     """Fraction of frames to keep when `keep` is None (the reference keeps 256 of 1,024 for MLVU)."""
-    scorer: Literal["local", "global"] = "local"
+    scorer: str = "local"
     """'local': segment windows (QC-Comp); 'global': the whole video at once (the position-biased baseline)."""
 
     def __post_init__(self) -> None:
@@ -60,7 +59,9 @@ class QCCompConfig:
         if self.shifts is not None:
             if not self.shifts:
                 raise ConfigError("shifts needs at least one offset")
-            object.__setattr__(self, "shifts", tuple(int(s) for s in self.shifts))  # lists from TOML / argparse
+            object.__setattr__(self, "shifts", tuple(int(s) for s in self.shifts))  # lists from JSON / argparse
+        if self.layers is not None:
+            object.__setattr__(self, "layers", tuple(int(i) for i in self.layers))
 
     @property
     def pass_offsets(self) -> tuple[int, ...]:

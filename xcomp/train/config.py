@@ -1,4 +1,5 @@
-"""Typed training configuration, loadable from TOML or YAML (keys mirror the dataclass fields)."""
+"""Typed training configuration, loadable from TOML or YAML (keys mirror the dataclass fields; OmegaConf checks
+them against the dataclasses, `validate` the ranges and combinations)."""
 
 from __future__ import annotations
 
@@ -6,17 +7,17 @@ import dataclasses
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from xcomp.errors import ConfigError
-from xcomp.typed_config import build
+from xcomp.structured import load_structured
 
 
 @dataclass
 class DataConfig:
     """Where training samples come from."""
 
-    source: Literal["synth", "jsonl"] = "synth"
+    source: str = "synth"
     """'synth': generate synthetic QA on the fly (deterministic per index); 'jsonl': read an `xcomp synth` JSONL."""
     jsonl: str | None = None
     """Path of the JSONL file (source='jsonl'); video paths inside are relative to it."""
@@ -26,9 +27,10 @@ class DataConfig:
     """Size of the synthetic training set (source='synth')."""
     fraction: float = 1.0
     """Use only this leading fraction of the samples (SCT trains on a small slice of the base data)."""
-    num_frames: int | list[int] = 32
-    """Frames per video (multiples of the model's clip length); a list gives synthetic videos of each length in
-    turn, so that a model learns where things are relative to the video rather than to a fixed frame count."""
+    num_frames: list[int] = field(default_factory=lambda: [32])
+    """Frames per video (multiples of the model's clip length); several give synthetic videos of each length in
+    turn, so that a model learns where things are relative to the video rather than to a fixed frame count
+    (source='jsonl': exactly one)."""
     image_size: int = 64
     """Frame side after resizing (must equal the vision tower's image_size)."""
     span: int = 2
@@ -38,7 +40,7 @@ class DataConfig:
     open_ended: float = 0.0
     """Fraction of synthetic samples asked without options, answered with the option text (source='synth'):
     direct supervision of what is seen, which a model trained from scratch needs before it can pick letters."""
-    answer: Literal["letter", "text"] = "letter"
+    answer: str = "letter"
     """Target of a multiple-choice sample: the option letter (as published models answer) or the option's text,
     which a small model trained from scratch learns far faster (reading what it sees, with no lookup of which
     letter goes with it); `parse_choice` maps a text answer back to its letter (source='synth')."""
@@ -56,7 +58,7 @@ class TrainConfig:
     """A model folder (ours or published layout), or 'tiny' for a fresh random tiny model."""
     tokenizer: str | None = None
     """Tokenizer folder; defaults to `init` when that is a folder."""
-    objective: Literal["answer", "frame_tags"] = "answer"
+    objective: str = "answer"
     """'answer': next-token loss on the answers; 'frame_tags': per-frame colour/shape/digit classification of the
     visual tokens of synthetic videos, which pretrains a from-scratch vision tower and projector (LLM unused)."""
     compression: str | None = None
@@ -85,8 +87,8 @@ class TrainConfig:
     """AdamW weight decay."""
     max_grad_norm: float = 1.0
     """Gradient clipping norm (0 disables)."""
-    precision: Literal["fp32", "bf16"] = "fp32"
-    """Autocast precision of forward/backward."""
+    precision: str = "fp32"
+    """Autocast precision of forward/backward: 'fp32' or 'bf16'."""
     gradient_checkpointing: bool = False
     """Recompute decoder-layer activations in the backward pass to save memory."""
     train_vision: bool = False
@@ -131,21 +133,29 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, raw: dict, where: str = "config") -> TrainConfig:
-        raw = dict(raw)
-        data = build(DataConfig, raw.pop("data", None) or {}, f"{where} [data]")
-        config = build(cls, raw, where, data=data)
+        config = load_structured(cls, raw, where)
         config.validate()
         return config
 
     def validate(self) -> None:
         from xcomp.compression.compressors import COMPRESSORS
 
+        for key, value, allowed in (
+            ("objective", self.objective, ("answer", "frame_tags")),
+            ("precision", self.precision, ("fp32", "bf16")),
+            ("data.source", self.data.source, ("synth", "jsonl")),
+            ("data.answer", self.data.answer, ("letter", "text")),
+        ):
+            if value not in allowed:
+                raise ConfigError(f"{key} = {value!r} is not one of {', '.join(repr(a) for a in allowed)}")
         if self.compression is not None and self.compression not in COMPRESSORS:
             names = ", ".join(repr(n) for n in COMPRESSORS)
             raise ConfigError(f"compression = {self.compression!r} is not one of {names}")
         if self.steps < 1 or self.batch_size < 1 or self.grad_accum < 1:
             raise ConfigError("steps, batch_size and grad_accum must be >= 1")
-        if self.data.source == "jsonl" and not isinstance(self.data.num_frames, int):
+        if not self.data.num_frames or min(self.data.num_frames) < 1:
+            raise ConfigError(f"data.num_frames must be one or more numbers >= 1, got {self.data.num_frames}")
+        if self.data.source == "jsonl" and len(self.data.num_frames) != 1:
             raise ConfigError("data.num_frames must be one number for source = 'jsonl'")
         if not 0 < self.data.fraction <= 1:
             raise ConfigError("data.fraction must be in (0, 1]")

@@ -103,9 +103,9 @@ class SynthQADataset(torch.utils.data.Dataset):
         if unknown:
             raise ConfigError(f"unknown synthetic families {sorted(unknown)}; choose from {list(FAMILIES)}")
         self.config = config
-        counts = config.num_frames if isinstance(config.num_frames, list) else [config.num_frames]
         self.params = [
-            SynthParams(frames=n, size=config.image_size, span=config.span, noise=config.noise) for n in counts
+            SynthParams(frames=n, size=config.image_size, span=config.span, noise=config.noise)
+            for n in config.num_frames
         ]
         self.length = max(1, int(config.num_samples * config.fraction))
 

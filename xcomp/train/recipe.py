@@ -45,7 +45,7 @@ def vocabulary_texts(config: TrainConfig, dataset) -> Iterable[tuple[str, Sequen
     from xcomp.train.data import SynthQADataset
 
     every = replace(
-        config.data, families=list(FAMILIES), open_ended=1.0, fraction=1.0, span=1, num_frames=64, num_samples=4000
+        config.data, families=list(FAMILIES), open_ended=1.0, fraction=1.0, span=1, num_frames=[64], num_samples=4000
     )
     return SynthQADataset(every).texts()
 
@@ -55,7 +55,7 @@ def build_dataset(config: TrainConfig) -> torch.utils.data.Dataset:
     if data.source == "jsonl":
         if not data.jsonl:
             raise ConfigError("data.source = 'jsonl' needs data.jsonl")
-        return JsonlQADataset(data.jsonl, data.num_frames, data.image_size, data.fraction)
+        return JsonlQADataset(data.jsonl, data.num_frames[0], data.image_size, data.fraction)
     from xcomp.train.data import SynthQADataset
 
     return SynthQADataset(data)
