@@ -10,9 +10,9 @@ from xcomp.errors import ConfigError
 from xcomp.model.convert import load_model
 from xcomp.synth.generate import SynthParams, make_case
 from xcomp.train.config import TrainConfig
+from xcomp.train.fit import fit
 from xcomp.train.frame_tags import ATTRIBUTES, FrameTagCollator, FrameTagDataset, FrameTagger, frame_labels
 from xcomp.train.recipe import build_dataset, build_model, build_processor
-from xcomp.train.trainer import Trainer
 
 
 def test_labels_follow_the_events():
@@ -80,7 +80,7 @@ def test_training_teaches_tokens_the_colour_words(tmp_path):
     collate = FrameTagCollator(processor)
     batch = collate([FrameTagDataset(build_dataset(held_out))[i] for i in range(8)])
     before = _colour_accuracy(tagger, batch)
-    final = Trainer(config, tagger, FrameTagDataset(dataset), processor, collate_fn=collate).train()
+    final = fit(config, tagger, FrameTagDataset(dataset), processor, collate_fn=collate)
     after = _colour_accuracy(tagger, batch)
     assert before < 0.4 and after > 0.8, (before, after)
     saved = load_model(final)

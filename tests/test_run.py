@@ -232,7 +232,7 @@ def test_card_sweep_killed_and_rerun_has_each_job_finished_once(tmp_path):
     assert all(r.info.status == "FINISHED" for r in children)
     assert len({r.data.tags["xcomp.fingerprint"] for r in children}) == 4
     assert sorted((r.data.params["compress.model"], r.data.params["seg_len"]) for r in children) == sorted(
-        [("xcomp_tiny", "8"), ("xcomp_tiny", "16")] * 2
+        [("xcomp_tiny", "8"), ("xcomp_tiny", "16"), ("base_tiny", "8"), ("base_tiny", "16")]
     )
     summary = Path(parent.info.artifact_uri.removeprefix("file://")) / "summary.csv"
     import pandas as pd

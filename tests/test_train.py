@@ -18,9 +18,10 @@ import torch
 from safetensors.torch import load_file
 
 from tests.conftest import TOKENIZER_DIR, require
-from tests.train_job import make_trainer
+from tests.train_job import make_job, train_job
 from xcomp.errors import ConfigError
 from xcomp.train.config import TrainConfig
+from xcomp.train.fit import fit
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,10 +36,9 @@ def _job(out: Path, steps: int, batch_size: int = 2) -> subprocess.Popen:
 
 def test_loss_decreases_and_only_trainable_parts_change(tmp_path):
     require(TOKENIZER_DIR)
-    trainer = make_trainer(str(tmp_path), steps=12)
-    model = trainer.accelerator.unwrap_model(trainer.model)
+    config, model, dataset, processor = make_job(str(tmp_path), steps=12)
     vision_before = model.model.vision_tower.encoder.blocks[0].mlp.fc1.weight.detach().clone()
-    final = trainer.train()
+    final = fit(config, model, dataset, processor)
     with (tmp_path / "log.csv").open() as f:
         losses = [float(r["loss"]) for r in csv.DictReader(f)]
     assert len(losses) == 12
@@ -55,7 +55,7 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
     assert reference.wait(timeout=300) == 0, reference.stderr.read()
     killed = _job(tmp_path / "run", steps)
     deadline = time.time() + 300
-    while not (tmp_path / "run" / "checkpoints" / "step_0000004" / "trainer_state.json").exists():
+    while not (tmp_path / "run" / "checkpoints" / "step_0000004.ckpt").exists():
         assert killed.poll() is None, "job finished before it could be killed"
         assert time.time() < deadline
         time.sleep(0.05)
@@ -74,11 +74,11 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
 
 def test_resume_refuses_another_recipe_but_extends_a_run(tmp_path):
     require(TOKENIZER_DIR)
-    make_trainer(str(tmp_path), 2).train()
+    train_job(str(tmp_path), 2)
     with pytest.raises(ConfigError, match=re.escape("another config (weight_decay: 0.0 -> 0.1)")):
-        make_trainer(str(tmp_path), 2, weight_decay=0.1).train()
+        train_job(str(tmp_path), 2, weight_decay=0.1)
     assert not (tmp_path / "final" / "pipeline_config.json").exists()
-    make_trainer(str(tmp_path), 4, answer_frames=4).train()  # more steps: continues from step 2
+    train_job(str(tmp_path), 4, answer_frames=4)  # more steps: continues from step 2
     with (tmp_path / "log.csv").open() as f:
         assert [int(r["step"]) for r in csv.DictReader(f)] == [1, 2, 3, 4]
     saved = json.loads((tmp_path / "final" / "pipeline_config.json").read_text())
@@ -140,8 +140,9 @@ def test_two_process_ddp_equals_single_process_with_global_batch(tmp_path):
         start_new_session=True,  # torchrun's agent signals its process group on failure: keep pytest out of it
     )
     assert ddp.returncode == 0, ddp.stderr[-3000:]
-    for checkpoint in (tmp_path / "ddp" / "checkpoints").iterdir():  # both ranks' RNG files survive the rename
-        assert sorted(p.name for p in checkpoint.glob("random_states_*.pkl")) == [f"random_states_{r}.pkl" for r in "01"]
+    assert sorted(p.name for p in (tmp_path / "ddp" / "checkpoints").iterdir()) == [
+        "last.ckpt", "step_0000002.ckpt", "step_0000004.ckpt"
+    ]
     single = _job(tmp_path / "single", 4, batch_size=4)
     assert single.wait(timeout=300) == 0, single.stderr.read()
     a = load_file(str(tmp_path / "ddp" / "final" / "model.safetensors"))

@@ -1,6 +1,6 @@
 """A small training job run by the trainer tests, in-process or as a subprocess that can be killed.
 
-Usage: python -m tests.train_job OUTPUT_DIR STEPS [BATCH_SIZE]   (also under torchrun / accelerate launch)
+Usage: python -m tests.train_job OUTPUT_DIR STEPS [BATCH_SIZE]   (also under torchrun)
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from xcomp import XCompConfig, XCompForCausalLM
 from xcomp.model.processing import XCompProcessor
 from xcomp.train.config import TrainConfig
 from xcomp.train.data import QASample
-from xcomp.train.trainer import Trainer
+from xcomp.train.fit import fit
 
 LETTERS = "ABCD"
 
@@ -40,16 +40,22 @@ class ColourDataset(torch.utils.data.Dataset):
         return QASample(frames, "What colour is the video?", LETTERS[self.labels[i]], names)
 
 
-def make_trainer(output_dir: str, steps: int, batch_size: int = 2, **fields) -> Trainer:
+def make_job(output_dir: str, steps: int, batch_size: int = 2, **fields):
+    """(config, model, dataset, processor) of the job: a fresh 2-layer LP-Comp model on `ColourDataset`."""
     torch.manual_seed(0)
     config = TrainConfig.from_dict(
         dict(output_dir=output_dir, steps=steps, batch_size=batch_size, save_every=2, log_every=1, lr=3e-3, **fields)
     )
     model = XCompForCausalLM(XCompConfig.tiny(num_layers=2, compression="lp_comp"))
     processor = XCompProcessor.from_pretrained(TOKENIZER_DIR, image_size=64)
-    return Trainer(config, model, ColourDataset(16), processor)
+    return config, model, ColourDataset(16), processor
+
+
+def train_job(output_dir: str, steps: int, batch_size: int = 2, **fields):
+    """Train the job; returns the final model folder."""
+    return fit(*make_job(output_dir, steps, batch_size, **fields))
 
 
 if __name__ == "__main__":
     torch.set_num_threads(1)
-    make_trainer(sys.argv[1], int(sys.argv[2]), *(int(a) for a in sys.argv[3:4])).train()
+    train_job(sys.argv[1], int(sys.argv[2]), *(int(a) for a in sys.argv[3:4]))

@@ -1,4 +1,4 @@
-"""The `xcomp train` recipe: build model, processor and data from a `TrainConfig`, then run the `Trainer`."""
+"""The `xcomp train` recipe: build model, processor and data from a `TrainConfig`, then `fit` them."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from xcomp.model.modeling import XCompForCausalLM
 from xcomp.model.processing import XCompProcessor, build_prompt
 from xcomp.train.config import TrainConfig
 from xcomp.train.data import JsonlQADataset
-from xcomp.train.trainer import Trainer
+from xcomp.train.fit import fit
 
 
 def vocab_for(processor: XCompProcessor, texts: Iterable[tuple[str, Sequence[str] | None, str]]) -> list[int]:
@@ -102,5 +102,5 @@ def run(config: TrainConfig) -> Path:
         from xcomp.train.frame_tags import FrameTagCollator, FrameTagDataset, FrameTagger
 
         tagger = FrameTagger(model, processor.tokenizer)
-        return Trainer(config, tagger, FrameTagDataset(dataset), processor, collate_fn=FrameTagCollator(processor)).train()
-    return Trainer(config, model, dataset, processor).train()
+        return fit(config, tagger, FrameTagDataset(dataset), processor, collate_fn=FrameTagCollator(processor))
+    return fit(config, model, dataset, processor)

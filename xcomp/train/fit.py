@@ -1,0 +1,143 @@
+"""Running a `TrainConfig` with Lightning: one CPU process, torchrun DDP (gloo on CPU, NCCL on GPUs), bf16.
+
+Resuming: every `save_every` steps (and at the last) `ModelCheckpoint` writes the full training state (model,
+optimiser, scheduler, loop progress, RNG) to ``checkpoints/`` (atomically: a kill while saving leaves the previous
+one intact). Rerunning the same config continues from ``checkpoints/last.ckpt``, and `StepBatchSampler` gives the
+exact next sample, so no step is lost or repeated. The config of the run is kept beside its checkpoints; resuming
+under another one (learning rate, data, init, ...) is refused instead of mixing two runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.fabric.plugins.environments import TorchElasticEnvironment
+from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.loggers import Logger
+from torch.utils.data import Dataset
+
+from xcomp.errors import ConfigError
+from xcomp.model.processing import XCompProcessor
+from xcomp.pipeline_config import answer_defaults, save_pipeline_config
+from xcomp.train.config import TrainConfig
+from xcomp.train.data import QACollator
+from xcomp.train.lit_data import QADataModule
+from xcomp.train.lit_module import XCompLitModule
+from xcomp.train.step_log import StepLog
+
+CONFIG_FILE = "train_config.json"
+"""The config of the run whose checkpoints/ lie beside it."""
+RESUMABLE_CHANGES = {"output_dir", "steps", "save_every", "log_every", "keep_checkpoints", "answer_frames"}
+"""Config fields that may differ when a run is resumed: extend it, checkpoint and log at another rate, or save
+other answering defaults with the final model."""
+PRECISION = {"fp32": "32-true", "bf16": "bf16-mixed"}
+"""`TrainConfig.precision` -> Lightning's."""
+
+
+def fit(
+    config: TrainConfig,
+    model: torch.nn.Module,
+    dataset: Dataset,
+    processor: XCompProcessor,
+    collate_fn=None,
+    loggers: list[Logger] | None = None,
+) -> Path:
+    """Train ``model`` on ``dataset`` per ``config`` (resuming its output_dir); returns the final model folder."""
+    out = Path(config.output_dir)
+    last = out / "checkpoints" / "last.ckpt"
+    if last.is_file():
+        _check_same_run(out, config)
+    world, local = _processes()
+    data = QADataModule(
+        dataset, collate_fn or QACollator(processor), config.batch_size, config.steps, config.grad_accum, config.seed
+    )
+    data.check(world)
+    L.seed_everything(config.seed, verbose=False)
+    module = XCompLitModule(
+        model,
+        config.steps,
+        config.lr,
+        config.warmup_ratio,
+        config.weight_decay,
+        config.train_vision,
+        config.train_projector,
+        config.train_llm,
+        config.gradient_checkpointing,
+    )
+    checkpoints = ModelCheckpoint(
+        dirpath=out / "checkpoints",
+        filename="step_{step:07d}",
+        auto_insert_metric_name=False,
+        every_n_train_steps=config.save_every,
+        save_top_k=config.keep_checkpoints,
+        monitor="step",
+        mode="max",
+        save_last=True,
+    )
+    log = StepLog(out / "log.csv", config.log_every, config.steps, config.batch_size, config.grad_accum)
+    trainer = L.Trainer(
+        accelerator="gpu" if torch.cuda.is_available() else "cpu",
+        devices=local,
+        num_nodes=world // local,
+        strategy="ddp" if world > 1 else "auto",
+        precision=PRECISION[config.precision],
+        max_steps=config.steps,
+        accumulate_grad_batches=config.grad_accum,
+        gradient_clip_val=config.max_grad_norm or None,
+        callbacks=[log, checkpoints, TQDMProgressBar()],
+        logger=loggers or False,
+        use_distributed_sampler=False,  # StepBatchSampler shards the batches itself
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        default_root_dir=out,
+    )
+    if trainer.is_global_zero:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / CONFIG_FILE).write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+    trainer.fit(module, datamodule=data, ckpt_path=last if last.is_file() else None)
+    if trainer.global_step % config.save_every:
+        trainer.save_checkpoint(last)  # the last step too, so that raising `steps` extends the run
+    return _save_final(trainer, model, processor, config)
+
+
+def _processes() -> tuple[int, int]:
+    """Processes in all and on this node: those torchrun started (its LOCAL_WORLD_SIZE), else one."""
+    if not TorchElasticEnvironment.detect():
+        return 1, 1
+    return TorchElasticEnvironment().world_size(), int(os.environ["LOCAL_WORLD_SIZE"])
+
+
+def _check_same_run(out: Path, config: TrainConfig) -> None:
+    """Resuming under another recipe (learning rate, data, init, ...) would silently mix two runs."""
+
+    def flat(values: dict) -> dict:
+        data = {f"data.{k}": v for k, v in values.get("data", {}).items()}
+        return {**{k: v for k, v in values.items() if k != "data"}, **data}
+
+    stored = out / CONFIG_FILE
+    before = flat(json.loads(stored.read_text())) if stored.is_file() else {}
+    now = flat(json.loads(json.dumps(config.to_dict())))
+    changed = [  # a key the stored config lacks is a field added since: it had its default then
+        f"{k}: {before[k]!r} -> {v!r}" for k, v in now.items() if k in before and k not in RESUMABLE_CHANGES and before[k] != v
+    ]
+    if changed:
+        raise ConfigError(
+            f"{out} holds a run with another config ({'; '.join(changed[:3])}); "
+            "use a new output_dir, or delete that one to start over"
+        )
+
+
+def _save_final(trainer: L.Trainer, model: torch.nn.Module, processor: XCompProcessor, config: TrainConfig) -> Path:
+    final = Path(config.output_dir) / "final"
+    if trainer.is_global_zero:
+        model.save_pretrained(str(final))
+        processor.save_pretrained(final)
+        if config.answer_frames:
+            clip = getattr(model, "vlm", model).config.local_num_frames  # a frame tagger wraps its VLM
+            save_pipeline_config(final, *answer_defaults(config.answer_frames, clip, processor.image_size))
+    trainer.strategy.barrier()
+    return final
