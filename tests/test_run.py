@@ -75,6 +75,7 @@ def test_axes_interpolate_into_the_groups(tmp_path):
     assert (selector.segment_frames, selector.keep, selector.qc.segment_frames) == (16, 0.25, 16)
     assert instantiate(compose_run(tmp_path, "select=uniform", "keep=0.25").select).num_kept(64) == 16
     assert isinstance(instantiate(compose_run(tmp_path, "select=all").select), FrameSelector)
+    assert compose_run(tmp_path, "compress=heuristic").model.name == "base_tiny"  # training-free on the base
     assert compose_run(tmp_path, "compress=heuristic", "model=xcomp_tiny").model.name == "xcomp_tiny"
 
 

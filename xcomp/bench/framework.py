@@ -27,8 +27,8 @@ from xcomp.model.processing import XCompProcessor
 from xcomp.pipeline import XCompPipeline
 from xcomp.shipped import shipped_model
 
-path = shipped_model("xcomp_tiny")
-for compression in ("lp_comp", "uniform_drop"):
+for compression, name in (("lp_comp", "xcomp_tiny"), ("uniform_drop", "base_tiny")):
+    path = shipped_model(name)
     for seg_len in (8, 16):
         model = load_model(path, compression=compression)
         processor = XCompProcessor.from_pretrained(path, image_size=model.config.vision_config.image_size)

@@ -1,4 +1,5 @@
-"""One job of `run.py`: check the composed config, build the system from it, evaluate, track, return the objective.
+"""One job of `run.py`: check the composed config, build the system from it, train it if asked (`train=`), evaluate,
+track, return the objective.
 
 Bad input (a value out of range, a missing model, a broken suite) is one `error:` line: a single run exits 1, a
 sweep's job is recorded FAILED in MLflow and returns NaN so the other jobs still run (the sweep callback exits
@@ -66,8 +67,9 @@ def run(cfg: DictConfig) -> float:
     overrides = list(hydra.overrides.task)
     label = " ".join(overrides) or "(defaults)"
     tracker = run_id = None
+    primary = cfg.train is None or _primary_process()
     try:
-        if cfg.logger.enabled:
+        if cfg.logger.enabled and primary:
             tracker = Tracker(cfg.logger.tracking_uri, cfg.logger.experiment, cfg.logger.artifact_root)
         try:
             settings = OmegaConf.to_container(cfg, resolve=True)
@@ -85,7 +87,16 @@ def run(cfg: DictConfig) -> float:
         if problem is not None:
             raise problem
         check(cfg)
-        metrics, predictions, used = evaluate(cfg)
+        path = cfg.model.path
+        if cfg.train is not None:
+            from xcomp.experiment import training
+
+            config = training.train_config(cfg, job_key)  # both checked before any work
+            trainer = training.trainer_config(cfg)
+            path = training.train(cfg, config, trainer, compression(cfg)[1], tracker, run_id)
+            if not primary:
+                return math.nan
+        metrics, predictions, used = evaluate(cfg, path)
         if tracker is not None:
             client = tracker.client
             for key, value in used.items():
@@ -111,9 +122,27 @@ def run(cfg: DictConfig) -> float:
         raise
 
 
-def evaluate(cfg: DictConfig) -> tuple[dict[str, float], list[dict], dict[str, str]]:
-    """Build the model, compressor, schedule and selector from ``cfg`` and answer the suite; returns the metrics,
-    one prediction row per question, and what the model ran with (compression, per-layer schedule)."""
+def compression(cfg: DictConfig):
+    """The job's token compressor and the `XCompConfig` fields that switch it on (its schedule resolved against
+    the model's layers; `schedule=model` keeps the model's own); checks the frame count against the clip."""
+    from xcomp.model.convert import load_config
+
+    config = load_config(cfg.model.path)
+    clip = config.local_num_frames
+    if cfg.frames % clip:
+        raise ConfigError(f"frames must be a multiple of the model's clip length {clip}, got {cfg.frames}")
+    compressor = instantiate({k: v for k, v in cfg.compress.items() if k != "model"})
+    fields = compressor.config_fields()
+    if cfg.schedule:
+        schedule = instantiate(cfg.schedule, num_layers=config.num_layers, tokens_per_frame=config.tokens_per_frame)
+        fields["schedule"] = list(schedule.kept)
+    return compressor, fields
+
+
+def evaluate(cfg: DictConfig, path: str) -> tuple[dict[str, float], list[dict], dict[str, str]]:
+    """Answer the suite with the model at ``path`` (the job's, or the one it trained) and the compressor, schedule
+    and selector of ``cfg``; returns the metrics, one prediction row per question, and what the model ran with
+    (compression, per-layer schedule)."""
     import torch
 
     from xcomp.evaluation.runner import answer_questions, load_suite, prediction_rows, summarize
@@ -123,24 +152,17 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], list[dict], dict[str, s
     from xcomp.pipeline import XCompPipeline
 
     start = time.perf_counter()
-    config = load_config(cfg.model.path)
-    clip = config.local_num_frames
-    if cfg.frames % clip:
-        raise ConfigError(f"frames must be a multiple of the model's clip length {clip}, got {cfg.frames}")
-    compressor = instantiate({k: v for k, v in cfg.compress.items() if k != "model"})
-    fields = compressor.config_fields()
-    if cfg.schedule:  # else the model's own (schedule=model)
-        schedule = instantiate(cfg.schedule, num_layers=config.num_layers, tokens_per_frame=config.tokens_per_frame)
-        fields["schedule"] = list(schedule.kept)
+    compressor, fields = compression(cfg)
     selector = instantiate(cfg.select)
     questions = suite_path(cfg.data, cfg.progress)
+    config = load_config(path)
     image_size = config.vision_config.image_size
-    processor = XCompProcessor.from_pretrained(cfg.model.path, image_size=image_size)
-    if cfg.model.random_init:
+    processor = XCompProcessor.from_pretrained(path, image_size=image_size)
+    if cfg.model.random_init and path == cfg.model.path:
         torch.manual_seed(cfg.seed)
         model = XCompForCausalLM(config.with_compression(**fields))
     else:
-        model = load_model(cfg.model.path, **fields)
+        model = load_model(path, **fields)
     limit = cfg.data.limit if cfg.data.source == "jsonl" else None
     rows, videos = load_suite(questions, cfg.frames, image_size, limit, cfg.progress)
     pipe = XCompPipeline(model, processor, selector=selector)
@@ -149,6 +171,8 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], list[dict], dict[str, s
     metrics = summarize(records)
     metrics["seconds.job"] = time.perf_counter() - start
     used = {"compression": model.config.compression, "schedule.kept": json.dumps(model.config.compression_schedule().kept)}
+    if path != cfg.model.path:
+        used["model.trained"] = path
     return metrics, prediction_rows(records), used
 
 
@@ -161,6 +185,13 @@ def suite_path(data: DictConfig, progress: bool = False):
         return Path(data.questions)
     params = SynthParams(frames=data.video_frames, size=data.size, noise=data.noise, span=data.span)
     return cached_suite(data.cache_dir, list(data.families), data.n, data.seed, params, progress)
+
+
+def _primary_process() -> bool:
+    """False in the other processes of a torchrun DDP job: they only train; rank 0 tracks and tests."""
+    from lightning.fabric.plugins.environments import TorchElasticEnvironment
+
+    return not TorchElasticEnvironment.detect() or TorchElasticEnvironment().global_rank() == 0
 
 
 def _parent_id(hydra) -> str | None:

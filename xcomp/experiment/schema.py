@@ -14,6 +14,8 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
+from xcomp.train.config import TrainConfig, TrainerConfig
+
 
 @dataclass
 class ModelConfig:
@@ -85,11 +87,13 @@ class PathsConfig:
     """Project root: MLflow store, caches and outputs sit under it."""
     cache: str = MISSING
     """Generated data."""
+    train: str = MISSING
+    """Training folders of jobs (checkpoints, log.csv, the trained model), named by job fingerprint."""
 
 
 @dataclass
 class RunConfig:
-    """One evaluation job: a model, a token compressor, a schedule, a frame selector and a suite."""
+    """One job: a model (optionally trained first), a token compressor, a schedule, a frame selector, a suite."""
 
     model: ModelConfig = MISSING
     """The model (group `model`)."""
@@ -103,6 +107,10 @@ class RunConfig:
     """The QA suite (group `data`)."""
     logger: LoggerConfig = MISSING
     """Tracking (group `logger`)."""
+    train: Any = None
+    """Training before the test, a `TrainConfig` (group `train`: sct, base), or None (`train=none`)."""
+    trainer: TrainerConfig = MISSING
+    """How Lightning runs that training (group `trainer`)."""
     paths: PathsConfig = field(default_factory=PathsConfig)
     """Project paths."""
     seg_len: int = 8
@@ -131,3 +139,5 @@ def register() -> None:
     cs.store(group="data", name="synth_schema", node=SynthDataConfig)
     cs.store(group="data", name="jsonl_schema", node=JsonlDataConfig)
     cs.store(group="logger", name="logger_schema", node=LoggerConfig)
+    cs.store(group="train", name="train_schema", node=TrainConfig)
+    cs.store(group="trainer", name="trainer_schema", node=TrainerConfig)

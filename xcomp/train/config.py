@@ -4,6 +4,7 @@ them against the dataclasses, `validate` the ranges and combinations)."""
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -182,3 +183,29 @@ class TrainConfig:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+
+@dataclass
+class TrainerConfig:
+    """How Lightning runs the loop: device, strategy, precision (the `trainer` group of conf/)."""
+
+    accelerator: str = "auto"
+    """'cpu', 'gpu', or 'auto' (a GPU where there is one)."""
+    strategy: str = "auto"
+    """'auto' (one process, DDP under torchrun), 'ddp', 'fsdp', 'deepspeed_stage_2', 'deepspeed_stage_3', ..."""
+    precision: str | None = None
+    """Lightning precision ('32-true', 'bf16-mixed', ...); None: the training config's `precision`."""
+
+    def check(self) -> None:
+        """Refuse, before any work, what this machine cannot run."""
+        if self.strategy.startswith("deepspeed") and importlib.util.find_spec("deepspeed") is None:
+            raise ConfigError(f"trainer.strategy = {self.strategy!r} needs DeepSpeed: pip install deepspeed")
+        if self.accelerator not in ("auto", "cpu", "gpu"):
+            raise ConfigError(f"trainer.accelerator must be 'auto', 'cpu' or 'gpu', got {self.accelerator!r}")
+        import torch
+
+        if self.accelerator == "gpu" and not torch.cuda.is_available():
+            raise ConfigError("trainer.accelerator = 'gpu' but no CUDA GPU is visible; use trainer=cpu")
+        from lightning.pytorch.strategies import StrategyRegistry
+
+        if self.strategy not in ("auto", *StrategyRegistry):
+            raise ConfigError(f"unknown trainer.strategy {self.strategy!r}; Lightning has {', '.join(StrategyRegistry)}")

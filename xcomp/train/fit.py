@@ -23,7 +23,7 @@ from torch.utils.data import Dataset
 from xcomp.errors import ConfigError
 from xcomp.model.processing import XCompProcessor
 from xcomp.pipeline_config import answer_defaults, save_pipeline_config
-from xcomp.train.config import TrainConfig
+from xcomp.train.config import TrainConfig, TrainerConfig
 from xcomp.train.data import QACollator
 from xcomp.train.lit_data import QADataModule
 from xcomp.train.lit_module import XCompLitModule
@@ -45,8 +45,11 @@ def fit(
     processor: XCompProcessor,
     collate_fn=None,
     loggers: list[Logger] | None = None,
+    trainer: TrainerConfig | None = None,
 ) -> Path:
     """Train ``model`` on ``dataset`` per ``config`` (resuming its output_dir); returns the final model folder."""
+    loop = trainer or TrainerConfig()
+    loop.check()
     out = Path(config.output_dir)
     last = out / "checkpoints" / "last.ckpt"
     if last.is_file():
@@ -79,12 +82,13 @@ def fit(
         save_last=True,
     )
     log = StepLog(out / "log.csv", config.log_every, config.steps, config.batch_size, config.grad_accum)
+    gpu = loop.accelerator == "gpu" or (loop.accelerator == "auto" and torch.cuda.is_available())
     trainer = L.Trainer(
-        accelerator="gpu" if torch.cuda.is_available() else "cpu",
+        accelerator="gpu" if gpu else "cpu",
         devices=local,
         num_nodes=world // local,
-        strategy="ddp" if world > 1 else "auto",
-        precision=PRECISION[config.precision],
+        strategy="ddp" if loop.strategy == "auto" and world > 1 else loop.strategy,
+        precision=loop.precision or PRECISION[config.precision],
         max_steps=config.steps,
         accumulate_grad_batches=config.grad_accum,
         gradient_clip_val=config.max_grad_norm or None,
@@ -93,6 +97,7 @@ def fit(
         use_distributed_sampler=False,  # StepBatchSampler shards the batches itself
         enable_model_summary=False,
         num_sanity_val_steps=0,
+        log_every_n_steps=config.log_every,
         default_root_dir=out,
     )
     if trainer.is_global_zero:

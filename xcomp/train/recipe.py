@@ -12,7 +12,7 @@ from xcomp.model.configuration import XCompConfig
 from xcomp.model.convert import load_model
 from xcomp.model.modeling import XCompForCausalLM
 from xcomp.model.processing import XCompProcessor, build_prompt
-from xcomp.train.config import TrainConfig
+from xcomp.train.config import TrainConfig, TrainerConfig
 from xcomp.train.data import JsonlQADataset
 from xcomp.train.fit import fit
 
@@ -62,19 +62,25 @@ def build_dataset(config: TrainConfig) -> torch.utils.data.Dataset:
 
 
 def build_processor(config: TrainConfig) -> XCompProcessor:
+    if config.init != "tiny" and not Path(config.init).is_dir():  # checked first: it is also the tokenizer
+        raise ConfigError(f"init model folder not found: {config.init}")
     path = config.tokenizer or (config.init if config.init != "tiny" else None)
     if path is None:
         raise ConfigError("init = 'tiny' needs `tokenizer` (a folder with the Qwen2.5 tokenizer files)")
     return XCompProcessor.from_pretrained(path, image_size=config.data.image_size)
 
 
-def build_model(config: TrainConfig, processor: XCompProcessor, dataset) -> XCompForCausalLM:
-    """A fresh tiny model (compact vocabulary from the data) or a checkpoint, with the compression override."""
-    fields = {}
-    if config.compression:
-        fields["compression"] = config.compression
-    if config.schedule:
-        fields["schedule"] = config.schedule
+def build_model(
+    config: TrainConfig, processor: XCompProcessor, dataset, fields: dict | None = None
+) -> XCompForCausalLM:
+    """A fresh tiny model (compact vocabulary from the data) or a checkpoint, with the compression override:
+    ``fields`` (`XCompConfig` compression fields, e.g. a compressor's `config_fields`) or the config's own."""
+    if fields is None:
+        fields = {}
+        if config.compression:
+            fields["compression"] = config.compression
+        if config.schedule:
+            fields["schedule"] = config.schedule
     if config.init == "tiny":
         torch.manual_seed(config.seed)
         model_config = XCompConfig.tiny(
@@ -88,19 +94,21 @@ def build_model(config: TrainConfig, processor: XCompProcessor, dataset) -> XCom
         if model_config.vision_config.image_size != config.data.image_size:
             raise ConfigError(f"tiny models take {model_config.vision_config.image_size}px frames")
         return XCompForCausalLM(model_config)
-    if not Path(config.init).is_dir():
-        raise ConfigError(f"init model folder not found: {config.init}")
     return load_model(config.init, **fields)
 
 
-def run(config: TrainConfig) -> Path:
-    """Train per `config`; returns the final model folder."""
+def run(
+    config: TrainConfig, fields: dict | None = None, loggers: list | None = None, trainer: TrainerConfig | None = None
+) -> Path:
+    """Train per `config` (compression ``fields`` as in `build_model`, Lightning ``loggers`` and ``trainer``
+    settings as in `fit`); returns the final model folder."""
     processor = build_processor(config)
     dataset = build_dataset(config)
-    model = build_model(config, processor, dataset)
+    model = build_model(config, processor, dataset, fields)
     if config.objective == "frame_tags":
         from xcomp.train.frame_tags import FrameTagCollator, FrameTagDataset, FrameTagger
 
         tagger = FrameTagger(model, processor.tokenizer)
-        return fit(config, tagger, FrameTagDataset(dataset), processor, collate_fn=FrameTagCollator(processor))
-    return fit(config, model, dataset, processor)
+        collate = FrameTagCollator(processor)
+        return fit(config, tagger, FrameTagDataset(dataset), processor, collate, loggers, trainer)
+    return fit(config, model, dataset, processor, loggers=loggers, trainer=trainer)

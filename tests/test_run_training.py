@@ -1,0 +1,82 @@
+"""run.py train=...: a training stage inside a job, one MLflow run holding its curve and its test, resumed in
+that run after a kill."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from tests.test_run import ROOT, TINY, all_runs, client, compose_run, run_job
+from xcomp.shipped import shipped_model
+
+TRAIN = [
+    "train=sct", "train.steps=4", "train.save_every=2", "train.log_every=1", "train.batch_size=2",
+    "train.data.num_samples=8", "train.data.fraction=1", "train.data.num_frames=[16]", "train.data.families=[locate]",
+]  # fmt: skip
+"""SCT of the shipped LP-Comp model for 4 steps of 2 samples."""
+
+
+def test_a_training_job_logs_its_curve_and_tests_the_trained_model(tmp_path):
+    run_job(compose_run(tmp_path, *TRAIN, *TINY))
+    (record,) = all_runs(tmp_path)
+    c = client(tmp_path)
+    assert record.info.status == "FINISHED" and "accuracy" in record.data.metrics
+    assert [m.step for m in c.get_metric_history(record.info.run_id, "loss")] == [1, 2, 3, 4]
+    assert record.data.params["train.init"] == shipped_model("xcomp_tiny")
+    trained = record.data.tags["model.trained"]
+    assert trained.startswith(str(tmp_path / "outputs" / "train"))
+    assert "model/model.safetensors" in {a.path for a in c.list_artifacts(record.info.run_id, "model")}
+    before = load_file(f"{shipped_model('xcomp_tiny')}/model.safetensors")
+    after = load_file(f"{trained}/model.safetensors")
+    assert any(not torch.equal(before[k], after[k]) for k in before)  # the test answered with tuned weights
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("train.steps=0", "steps, batch_size and grad_accum must be >= 1"),
+        ("train.init=/nonexistent", "init model folder not found: /nonexistent"),
+        ("trainer=deepspeed", "needs DeepSpeed: pip install deepspeed"),
+        ("trainer.strategy=zip", "unknown trainer.strategy 'zip'"),
+        ("trainer=gpu", "no CUDA GPU is visible"),
+    ],
+)
+def test_bad_training_settings_are_one_line_before_any_step(tmp_path, capsys, override, message):
+    if override == "trainer=gpu" and torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(SystemExit):
+        run_job(compose_run(tmp_path, *TRAIN, override, *TINY))
+    first = capsys.readouterr().err.strip().splitlines()[0]
+    assert first.startswith("error: ") and message in first, first
+    assert not list((tmp_path / "outputs").glob("train/*/checkpoints"))
+    assert all(r.info.status == "FAILED" for r in all_runs(tmp_path))
+
+
+def test_a_training_job_killed_after_a_checkpoint_resumes_in_the_same_run(tmp_path):
+    command = [
+        sys.executable, "run.py", *TRAIN, "train.steps=6", *TINY, f"paths.root={tmp_path}",
+        f"logger.tracking_uri=sqlite:///{tmp_path}/mlflow.db",
+    ]  # fmt: skip
+    job = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                           start_new_session=True)  # fmt: skip
+    deadline = time.time() + 300
+    while not list(tmp_path.glob("outputs/train/*/checkpoints/step_0000002.ckpt")):
+        assert job.poll() is None, job.stderr.read()[-2000:]
+        assert time.time() < deadline
+        time.sleep(0.05)
+    os.killpg(job.pid, signal.SIGKILL)
+    job.wait()
+    assert not list(tmp_path.glob("outputs/train/*/final"))
+    again = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    (record,) = all_runs(tmp_path)
+    assert record.info.status == "FINISHED"
+    steps = [m.step for m in client(tmp_path).get_metric_history(record.info.run_id, "loss")]
+    assert sorted(steps) == [1, 2, 3, 4, 5, 6], steps  # each step once, though steps 1-2 ran before the kill
