@@ -2,7 +2,8 @@
 
 Resuming: every `save_every` steps (and at the last) `ModelCheckpoint` writes the full training state (model,
 optimiser, scheduler, loop progress, RNG) to ``checkpoints/`` (atomically: a kill while saving leaves the previous
-one intact). Rerunning the same config continues from ``checkpoints/last.ckpt``, and `StepBatchSampler` gives the
+one intact). Rerunning the same config continues from the newest of them (``last.ckpt`` is written just after
+each step file, so a kill in between leaves the step file newest), and `StepBatchSampler` gives the
 exact next sample, so no step is lost or repeated. The config of the run is kept beside its checkpoints; resuming
 under another one (learning rate, data, init, ...) is refused instead of mixing two runs.
 """
@@ -52,7 +53,8 @@ def fit(
     loop.check()
     out = Path(config.output_dir)
     last = out / "checkpoints" / "last.ckpt"
-    if last.is_file():
+    resume = _newest_checkpoint(out / "checkpoints")
+    if resume is not None:
         _check_same_run(out, config)
     world, local = _processes()
     data = QADataModule(
@@ -103,10 +105,16 @@ def fit(
     if trainer.is_global_zero:
         out.mkdir(parents=True, exist_ok=True)
         (out / CONFIG_FILE).write_text(json.dumps(config.to_dict(), indent=2) + "\n")
-    trainer.fit(module, datamodule=data, ckpt_path=last if last.is_file() else None)
+    trainer.fit(module, datamodule=data, ckpt_path=resume)
     if trainer.global_step % config.save_every:
         trainer.save_checkpoint(last)  # the last step too, so that raising `steps` extends the run
     return _save_final(trainer, model, processor, config)
+
+
+def _newest_checkpoint(folder: Path) -> Path | None:
+    """The checkpoint written last (each is complete: Lightning writes them atomically)."""
+    found = list(folder.glob("*.ckpt")) if folder.is_dir() else []
+    return max(found, key=lambda p: p.stat().st_mtime_ns) if found else None
 
 
 def _processes() -> tuple[int, int]:
