@@ -28,7 +28,9 @@ def test_embedded_model_ships_with_its_tokenizer():
 def test_the_dense_base_ships_beside_it_with_the_same_tokenizer():
     base, tuned = Path(shipped_model("base_tiny")), Path(shipped_model("xcomp_tiny"))
     config = json.loads((base / "config.json").read_text())
-    assert config["compression"] == "dense" and config["schedule"] is None
+    # dense; switched to a compression it uses xcomp_tiny's schedule, so heuristics spend LP-Comp's token-layers
+    assert config["compression"] == "dense"
+    assert config["schedule"] == json.loads((tuned / "config.json").read_text())["schedule"] == [16, 9, 3, 1]
     for name in ("vocab.json", "merges.txt", "tokenizer_config.json"):
         assert (base / name).read_bytes() == (tuned / name).read_bytes()
 

@@ -242,6 +242,7 @@ def test_card_sweep_killed_and_rerun_has_each_job_finished_once(tmp_path):
     assert sorted(zip(table["compress"], table["seg_len"])) == [("heuristic", 8), ("heuristic", 16), ("lp", 8), ("lp", 16)]
     by_run = {r.info.run_id: r.data.metrics["accuracy"] for r in children}
     assert all(by_run[row.run_id] == row.accuracy for row in table.itertuples())
+    assert table["token_layers_ratio"].nunique() == 1  # the heuristic on the base spends LP-Comp's token-layers
 
 
 def test_a_failing_job_is_recorded_and_the_sweep_goes_on(tmp_path):
