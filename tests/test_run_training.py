@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -80,3 +81,22 @@ def test_a_training_job_killed_after_a_checkpoint_resumes_in_the_same_run(tmp_pa
     assert record.info.status == "FINISHED"
     steps = [m.step for m in client(tmp_path).get_metric_history(record.info.run_id, "loss")]
     assert sorted(steps) == [1, 2, 3, 4, 5, 6], steps  # each step once, though steps 1-2 ran before the kill
+
+
+def test_a_ddp_job_under_torchrun_is_one_tracked_run(tmp_path):
+    """The supported way to run DDP from run.py: one config under torchrun (sweeps run one process per job).
+    Rank 0 tracks and tests; both ranks train, so each step consumes 2 x 2 samples."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}", "run.py",
+        *TRAIN, "trainer=ddp", *TINY, f"paths.root={tmp_path}", f"logger.tracking_uri=sqlite:///{tmp_path}/mlflow.db",
+    ]  # fmt: skip
+    res = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600, start_new_session=True,
+                         env=dict(os.environ, OMP_NUM_THREADS="1"))  # fmt: skip
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert res.stdout.count("done: ") == 1
+    (record,) = all_runs(tmp_path)
+    samples = client(tmp_path).get_metric_history(record.info.run_id, "samples")
+    assert record.info.status == "FINISHED" and [(m.step, m.value) for m in samples] == [(1, 4), (2, 8), (3, 12), (4, 16)]
