@@ -22,6 +22,7 @@ def train_config(cfg: DictConfig, job_key: str) -> TrainConfig:
 
 
 def trainer_config(cfg: DictConfig) -> TrainerConfig:
+    """The job's Lightning settings, checked now, before the model loads (`fit` checks again for direct callers)."""
     trainer = OmegaConf.to_object(cfg.trainer)
     trainer.check()
     return trainer
