@@ -87,16 +87,17 @@ def run(cfg: DictConfig) -> float:
         if problem is not None:
             raise problem
         check(cfg)
+        compressor, fields = compression(cfg)
         path = cfg.model.path
         if cfg.train is not None:
             from xcomp.experiment import training
 
             config = training.train_config(cfg, job_key)  # both checked before any work
             trainer = training.trainer_config(cfg)
-            path = training.train(cfg, config, trainer, compression(cfg)[1], tracker, run_id)
+            path = training.train(cfg, config, trainer, fields, tracker, run_id)
             if not primary:
                 return math.nan
-        metrics, predictions, used = evaluate(cfg, path)
+        metrics, predictions, used = evaluate(cfg, path, compressor, fields)
         if tracker is not None:
             client = tracker.client
             for key, value in used.items():
@@ -139,10 +140,12 @@ def compression(cfg: DictConfig):
     return compressor, fields
 
 
-def evaluate(cfg: DictConfig, path: str) -> tuple[dict[str, float], list[dict], dict[str, str]]:
-    """Answer the suite with the model at ``path`` (the job's, or the one it trained) and the compressor, schedule
-    and selector of ``cfg``; returns the metrics, one prediction row per question, and what the model ran with
-    (compression, per-layer schedule)."""
+def evaluate(
+    cfg: DictConfig, path: str, compressor, fields: dict
+) -> tuple[dict[str, float], list[dict], dict[str, str]]:
+    """Answer the suite with the model at ``path`` (the job's, or the one it trained), switched to ``compressor``
+    by ``fields`` (`compression`), and the selector of ``cfg``; returns the metrics, one prediction row per
+    question, and what the model ran with (compression, per-layer schedule)."""
     import torch
 
     from xcomp.evaluation.runner import answer_questions, load_suite, prediction_rows, summarize
@@ -152,7 +155,6 @@ def evaluate(cfg: DictConfig, path: str) -> tuple[dict[str, float], list[dict], 
     from xcomp.pipeline import XCompPipeline
 
     start = time.perf_counter()
-    compressor, fields = compression(cfg)
     selector = instantiate(cfg.select)
     questions = suite_path(cfg.data, cfg.progress)
     config = load_config(path)
