@@ -42,11 +42,3 @@ def test_info_bad_config_is_one_line_error(tmp_path, capsys):
         assert code == 2 and len(err) == 1 and err[0].startswith("error:"), err
 
 
-def test_missing_model_folders_are_one_line_errors_before_any_work(tmp_path, capsys):
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    for init, message in [(tmp_path / "nope", "init model folder not found"), (empty, "has no tokenizer files")]:
-        config = tmp_path / "train.toml"
-        config.write_text(f'output_dir = "{tmp_path / "out"}"\ninit = "{init}"\n')
-        code, err = run_main(capsys, "train", config)
-        assert code == 2 and len(err) == 1 and message in err[0], err

@@ -44,6 +44,7 @@ def test_a_training_job_logs_its_curve_and_tests_the_trained_model(tmp_path):
     [
         ("train.steps=0", "steps, batch_size and grad_accum must be >= 1"),
         ("train.init=/nonexistent", "init model folder not found: /nonexistent"),
+        ("train.init={tmp}/empty", "has no tokenizer files"),
         ("trainer=deepspeed", "needs DeepSpeed: pip install deepspeed"),
         ("trainer.strategy=zip", "unknown trainer.strategy 'zip'"),
         ("trainer=gpu", "no CUDA GPU is visible"),
@@ -52,8 +53,9 @@ def test_a_training_job_logs_its_curve_and_tests_the_trained_model(tmp_path):
 def test_bad_training_settings_are_one_line_before_any_step(tmp_path, capsys, override, message):
     if override == "trainer=gpu" and torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
+    (tmp_path / "empty").mkdir()
     with pytest.raises(SystemExit):
-        run_job(compose_run(tmp_path, *TRAIN, override, *TINY))
+        run_job(compose_run(tmp_path, *TRAIN, override.format(tmp=tmp_path), *TINY))
     first = capsys.readouterr().err.strip().splitlines()[0]
     assert first.startswith("error: ") and message in first, first
     assert not list((tmp_path / "outputs").glob("train/*/checkpoints"))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import re
@@ -18,7 +17,7 @@ import torch
 from safetensors.torch import load_file
 
 from tests.conftest import TOKENIZER_DIR, require
-from tests.train_job import make_job, train_job
+from tests.train_job import RowFile, curve, make_job, train_job
 from xcomp.errors import ConfigError
 from xcomp.train.config import TrainConfig
 from xcomp.train.fit import fit
@@ -38,9 +37,8 @@ def test_loss_decreases_and_only_trainable_parts_change(tmp_path):
     require(TOKENIZER_DIR)
     config, model, dataset, processor = make_job(str(tmp_path), steps=12)
     vision_before = model.model.vision_tower.encoder.blocks[0].mlp.fc1.weight.detach().clone()
-    final = fit(config, model, dataset, processor)
-    with (tmp_path / "log.csv").open() as f:
-        losses = [float(r["loss"]) for r in csv.DictReader(f)]
+    final = fit(config, model, dataset, processor, loggers=[RowFile(str(tmp_path))])
+    losses = [r["loss"] for r in curve(tmp_path)]
     assert len(losses) == 12
     assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3
     assert (final / "model.safetensors").is_file() and (final / "tokenizer_config.json").is_file()
@@ -68,8 +66,7 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
     got = load_file(str(tmp_path / "run" / "final" / "model.safetensors"))
     assert ref.keys() == got.keys()
     assert all((ref[k] == got[k]).all() for k in ref), "resumed weights differ from the uninterrupted run"
-    with (tmp_path / "run" / "log.csv").open() as f:
-        assert [int(r["step"]) for r in csv.DictReader(f)] == list(range(1, steps + 1))
+    assert [r["step"] for r in curve(tmp_path / "run")] == list(range(1, steps + 1))
 
 
 def test_resume_refuses_another_recipe_but_extends_a_run(tmp_path):
@@ -79,21 +76,14 @@ def test_resume_refuses_another_recipe_but_extends_a_run(tmp_path):
         train_job(str(tmp_path), 2, weight_decay=0.1)
     assert not (tmp_path / "final" / "pipeline_config.json").exists()
     train_job(str(tmp_path), 4, answer_frames=4)  # more steps: continues from step 2
-    with (tmp_path / "log.csv").open() as f:
-        assert [int(r["step"]) for r in csv.DictReader(f)] == [1, 2, 3, 4]
+    assert [r["step"] for r in curve(tmp_path)] == [1, 2, 3, 4]
     saved = json.loads((tmp_path / "final" / "pipeline_config.json").read_text())
     assert saved["qc"]["keep"] == 4 and saved["sampling"]["max_frames"] == 8
 
 
-def test_config_files_and_unknown_keys(tmp_path):
-    toml = tmp_path / "run.toml"
-    toml.write_text('output_dir = "out"\nsteps = 5\n[data]\nnum_frames = [8]\n')
-    cfg = TrainConfig.from_file(toml)
-    assert cfg.steps == 5 and cfg.data.num_frames == [8]
-    yaml_file = tmp_path / "run.yaml"
-    yaml_file.write_text("output_dir: out\nlearning_rate: 0.1\n")
+def test_unknown_keys_and_nothing_to_train():
     with pytest.raises(ConfigError, match="learning_rate: Key 'learning_rate' not in 'TrainConfig'"):
-        TrainConfig.from_file(yaml_file)
+        TrainConfig.from_dict({"output_dir": "out", "learning_rate": 0.1})
     with pytest.raises(ConfigError):
         TrainConfig.from_dict({"output_dir": "x", "train_llm": False, "train_projector": False})
 
@@ -149,13 +139,10 @@ def test_two_process_ddp_equals_single_process_with_global_batch(tmp_path):
     b = load_file(str(tmp_path / "single" / "final" / "model.safetensors"))
     for k in a:
         torch.testing.assert_close(a[k], b[k], atol=2e-5, rtol=1e-4, msg=k)
-    logs = {}
-    for run in ("ddp", "single"):
-        with (tmp_path / run / "log.csv").open() as f:
-            logs[run] = list(csv.DictReader(f))
-    assert [int(r["samples"]) for r in logs["ddp"]] == [4, 8, 12, 16]
-    for a_row, b_row in zip(logs["ddp"], logs["single"]):
-        assert abs(float(a_row["loss"]) - float(b_row["loss"])) < 1e-4 and a_row["lr"] == b_row["lr"]
+    logs = {run: curve(tmp_path / run) for run in ("ddp", "single")}
+    assert [r["samples"] for r in logs["ddp"]] == [4, 8, 12, 16]
+    for a_row, b_row in zip(logs["ddp"], logs["single"], strict=True):
+        assert abs(a_row["loss"] - b_row["loss"]) < 1e-4 and a_row["lr"] == b_row["lr"]
 
 
 def test_open_ended_share_and_a_curriculum_vocabulary_that_covers_every_family():

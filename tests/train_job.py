@@ -5,10 +5,13 @@ Usage: python -m tests.train_job OUTPUT_DIR STEPS [BATCH_SIZE]   (also under tor
 
 from __future__ import annotations
 
+import json
 import sys
+from pathlib import Path
 
 import numpy as np
 import torch
+from lightning.pytorch.loggers import Logger
 
 from tests.conftest import TOKENIZER_DIR
 from xcomp import XCompConfig, XCompForCausalLM
@@ -40,6 +43,29 @@ class ColourDataset(torch.utils.data.Dataset):
         return QASample(frames, "What colour is the video?", LETTERS[self.labels[i]], names)
 
 
+class RowFile(Logger):
+    """Appends every row a trainer logs to ``curve.jsonl`` in ``folder`` (what a tracking server would receive)."""
+
+    name, version = "rows", "0"
+
+    def __init__(self, folder: str):
+        super().__init__()
+        self.path = Path(folder) / "curve.jsonl"
+
+    def log_metrics(self, metrics: dict, step: int | None = None) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a") as f:
+            f.write(json.dumps({"step": step, **metrics}) + "\n")
+
+    def log_hyperparams(self, params, *args, **kwargs) -> None:
+        pass
+
+
+def curve(folder) -> list[dict]:
+    """The rows `RowFile` received in ``folder``."""
+    return [json.loads(line) for line in (Path(folder) / "curve.jsonl").read_text().splitlines()]
+
+
 def make_job(output_dir: str, steps: int, batch_size: int = 2, **fields):
     """(config, model, dataset, processor) of the job: a fresh 2-layer LP-Comp model on `ColourDataset`."""
     torch.manual_seed(0)
@@ -52,8 +78,8 @@ def make_job(output_dir: str, steps: int, batch_size: int = 2, **fields):
 
 
 def train_job(output_dir: str, steps: int, batch_size: int = 2, **fields):
-    """Train the job; returns the final model folder."""
-    return fit(*make_job(output_dir, steps, batch_size, **fields))
+    """Train the job, its curve logged to `RowFile`; returns the final model folder."""
+    return fit(*make_job(output_dir, steps, batch_size, **fields), loggers=[RowFile(output_dir)])
 
 
 if __name__ == "__main__":

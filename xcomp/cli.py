@@ -1,4 +1,4 @@
-"""The `xcomp` command line: ask, demo, synth, info, train, bench, convert (evaluation sweeps: run.py)."""
+"""The `xcomp` command line: ask, demo, synth, info, bench, convert (evaluation and training jobs: run.py)."""
 
 from __future__ import annotations
 
@@ -167,20 +167,6 @@ def cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    """Supervised fine-tuning (dense pre-training or SCT) from a TOML/YAML config; resumes automatically."""
-    from xcomp.train.config import TrainConfig
-    from xcomp.train.recipe import run
-
-    if len(args.config) > 1 and args.output_dir:
-        raise XCompError("--output-dir applies to a single config; set output_dir inside each file instead")
-    configs = [TrainConfig.from_file(c, output_dir=args.output_dir, steps=args.steps) for c in args.config]
-    for config in configs:
-        final = run(config)
-        print(f"final model: {final}")
-    return 0
-
-
 def cmd_synth(args: argparse.Namespace) -> int:
     from xcomp.synth.command import run
 
@@ -252,11 +238,6 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("--compression", choices=methods)
     conv.set_defaults(func=cmd_convert)
 
-    train = sub.add_parser("train", help="fine-tune a model (dense pre-training or SCT) from a config file")
-    train.add_argument("config", nargs="+", help="training config(s) (.toml / .yaml), run in order; see configs/")
-    train.add_argument("--output-dir", help="override output_dir")
-    train.add_argument("--steps", type=int, help="override steps")
-    train.set_defaults(func=cmd_train)
 
     from xcomp.synth.command import add_arguments as add_synth_arguments
 

@@ -58,6 +58,9 @@ def check(cfg: DictConfig) -> None:
         raise ConfigError(f"max_new_tokens must be >= 1, got {cfg.max_new_tokens}")
     if cfg.objective not in OBJECTIVES:
         raise ConfigError(f"objective must be one of {', '.join(OBJECTIVES)}; got {cfg.objective!r}")
+    synthetic = cfg.train is not None and cfg.train.data.source == "synth" and cfg.data.source == "synth"
+    if synthetic and cfg.train.data.seed == cfg.data.seed:  # a case is seeded by (seed, family, index)
+        raise ConfigError(f"train.data.seed and data.seed are both {cfg.data.seed}: the test would repeat training cases")
 
 
 def run(cfg: DictConfig) -> float:
@@ -68,6 +71,10 @@ def run(cfg: DictConfig) -> float:
     label = " ".join(overrides) or "(defaults)"
     tracker = run_id = None
     primary = cfg.train is None or _primary_process()
+    if not cfg.progress:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # loading and saving weights
     try:
         if cfg.logger.enabled and primary:
             tracker = Tracker(cfg.logger.tracking_uri, cfg.logger.experiment, cfg.logger.artifact_root)

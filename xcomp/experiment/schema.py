@@ -88,7 +88,7 @@ class PathsConfig:
     cache: str = MISSING
     """Generated data."""
     train: str = MISSING
-    """Training folders of jobs (checkpoints, log.csv, the trained model), named by job fingerprint."""
+    """Training folders of jobs (checkpoints, the trained model), named by job fingerprint unless `train.output_dir` is set."""
 
 
 @dataclass

@@ -1,11 +1,10 @@
-"""Typed training configuration, loadable from TOML or YAML (keys mirror the dataclass fields; OmegaConf checks
-them against the dataclasses, `validate` the ranges and combinations)."""
+"""Typed training configuration: the `train` group of conf/ (run.py) composes it; OmegaConf checks keys and types
+against the dataclasses, `validate` the ranges and combinations."""
 
 from __future__ import annotations
 
 import dataclasses
 import importlib.util
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,7 +53,7 @@ class TrainConfig:
     """A supervised fine-tuning run: which model, which parts train, optimiser, checkpoints."""
 
     output_dir: str
-    """Run folder: checkpoints/, log.csv, final/ (a save_pretrained model)."""
+    """Run folder: checkpoints/, train_config.json, final/ (a save_pretrained model)."""
     init: str = "tiny"
     """A model folder (ours or published layout), or 'tiny' for a fresh random tiny model."""
     tokenizer: str | None = None
@@ -110,27 +109,6 @@ class TrainConfig:
     """Save with the final model a pipeline_config.json in which QC-Comp keeps this many frames (the most it was
     trained on) out of up to twice as many sampled (`xcomp.pipeline_config.answer_defaults`); None: no such file, so
     the reference settings apply (1 fps up to 1,024 frames, keep 25 %)."""
-
-    @classmethod
-    def from_file(cls, path: str | Path, **overrides: Any) -> TrainConfig:
-        """Read a .toml, .yaml or .yml file; unknown keys are an error (typos must not pass silently)."""
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"training config not found: {path}")
-        text = path.read_text()
-        try:
-            if path.suffix == ".toml":
-                raw = tomllib.loads(text)
-            elif path.suffix in (".yaml", ".yml"):
-                import yaml
-
-                raw = yaml.safe_load(text) or {}
-            else:
-                raise ConfigError(f"{path}: training config must be .toml, .yaml or .yml")
-        except (tomllib.TOMLDecodeError, ValueError) as exc:
-            raise ConfigError(f"{path}: cannot parse ({exc})") from exc
-        raw.update({k: v for k, v in overrides.items() if v is not None})
-        return cls.from_dict(raw, where=str(path))
 
     @classmethod
     def from_dict(cls, raw: dict, where: str = "config") -> TrainConfig:

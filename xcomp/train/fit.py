@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 
 import lightning as L
 import torch
 from lightning.fabric.plugins.environments import TorchElasticEnvironment
-from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import Logger
 from torch.utils.data import Dataset
 
@@ -38,6 +39,10 @@ other answering defaults with the final model."""
 PRECISION = {"fp32": "32-true", "bf16": "bf16-mixed"}
 """`TrainConfig.precision` -> Lightning's."""
 
+# Lightning warns that a mid-epoch resume with a plain loader replays the epoch; `StepBatchSampler` starts at the
+# restored step instead, so the resume is exact (tests/test_train.py).
+warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch ended")
+
 
 def fit(
     config: TrainConfig,
@@ -47,8 +52,11 @@ def fit(
     collate_fn=None,
     loggers: list[Logger] | None = None,
     trainer: TrainerConfig | None = None,
+    progress: bool = False,
 ) -> Path:
-    """Train ``model`` on ``dataset`` per ``config`` (resuming its output_dir); returns the final model folder."""
+    """Train ``model`` on ``dataset`` per ``config`` (resuming its output_dir); returns the final model folder.
+
+    The curve goes to ``loggers`` (none: the run keeps no curve); ``progress`` shows Lightning's progress bar."""
     loop = trainer or TrainerConfig()
     loop.check()
     out = Path(config.output_dir)
@@ -83,7 +91,7 @@ def fit(
         mode="max",
         save_last=True,
     )
-    log = StepLog(out / "log.csv", config.log_every, config.steps, config.batch_size, config.grad_accum)
+    log = StepLog(config.log_every, config.steps, config.batch_size, config.grad_accum)
     gpu = loop.accelerator == "gpu" or (loop.accelerator == "auto" and torch.cuda.is_available())
     trainer = L.Trainer(
         accelerator="gpu" if gpu else "cpu",
@@ -94,8 +102,9 @@ def fit(
         max_steps=config.steps,
         accumulate_grad_batches=config.grad_accum,
         gradient_clip_val=config.max_grad_norm or None,
-        callbacks=[log, checkpoints, TQDMProgressBar()],
+        callbacks=[log, checkpoints],
         logger=loggers or False,
+        enable_progress_bar=progress,
         use_distributed_sampler=False,  # StepBatchSampler shards the batches itself
         enable_model_summary=False,
         num_sanity_val_steps=0,
@@ -105,7 +114,7 @@ def fit(
     if trainer.is_global_zero:
         out.mkdir(parents=True, exist_ok=True)
         (out / CONFIG_FILE).write_text(json.dumps(config.to_dict(), indent=2) + "\n")
-    trainer.fit(module, datamodule=data, ckpt_path=resume)
+    trainer.fit(module, datamodule=data, ckpt_path=resume, weights_only=False)  # our own full training state
     if trainer.global_step % config.save_every:
         trainer.save_checkpoint(last)  # the last step too, so that raising `steps` extends the run
     return _save_final(trainer, model, processor, config)

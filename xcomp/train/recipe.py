@@ -1,4 +1,4 @@
-"""The `xcomp train` recipe: build model, processor and data from a `TrainConfig`, then `fit` them."""
+"""A training stage of a run.py job: build model, processor and data from a `TrainConfig`, then `fit` them."""
 
 from __future__ import annotations
 
@@ -98,10 +98,14 @@ def build_model(
 
 
 def run(
-    config: TrainConfig, fields: dict | None = None, loggers: list | None = None, trainer: TrainerConfig | None = None
+    config: TrainConfig,
+    fields: dict | None = None,
+    loggers: list | None = None,
+    trainer: TrainerConfig | None = None,
+    progress: bool = False,
 ) -> Path:
-    """Train per `config` (compression ``fields`` as in `build_model`, Lightning ``loggers`` and ``trainer``
-    settings as in `fit`); returns the final model folder."""
+    """Train per `config` (compression ``fields`` as in `build_model`; Lightning ``loggers``, ``trainer`` settings
+    and ``progress`` bar as in `fit`); returns the final model folder."""
     processor = build_processor(config)
     dataset = build_dataset(config)
     model = build_model(config, processor, dataset, fields)
@@ -110,5 +114,5 @@ def run(
 
         tagger = FrameTagger(model, processor.tokenizer)
         collate = FrameTagCollator(processor)
-        return fit(config, tagger, FrameTagDataset(dataset), processor, collate, loggers, trainer)
-    return fit(config, model, dataset, processor, loggers=loggers, trainer=trainer)
+        return fit(config, tagger, FrameTagDataset(dataset), processor, collate, loggers, trainer, progress)
+    return fit(config, model, dataset, processor, loggers=loggers, trainer=trainer, progress=progress)
