@@ -25,11 +25,12 @@ TRAIN = [
 
 
 def test_a_training_job_logs_its_curve_and_tests_the_trained_model(tmp_path):
-    run_job(compose_run(tmp_path, *TRAIN, *TINY))
+    run_job(compose_run(tmp_path, *TRAIN, "train.val_every=2", "val.n=1", *TINY, "data.n=4"))
     (record,) = all_runs(tmp_path)
     c = client(tmp_path)
     assert record.info.status == "FINISHED" and "accuracy" in record.data.metrics
     assert [m.step for m in c.get_metric_history(record.info.run_id, "loss")] == [1, 2, 3, 4]
+    assert [m.step for m in c.get_metric_history(record.info.run_id, "val.accuracy")] == [2, 4]
     assert record.data.params["train.init"] == shipped_model("xcomp_tiny")
     trained = record.data.tags["model.trained"]
     assert trained.startswith(str(tmp_path / "outputs" / "train"))
@@ -37,6 +38,15 @@ def test_a_training_job_logs_its_curve_and_tests_the_trained_model(tmp_path):
     before = load_file(f"{shipped_model('xcomp_tiny')}/model.safetensors")
     after = load_file(f"{trained}/model.safetensors")
     assert any(not torch.equal(before[k], after[k]) for k in before)  # the test answered with tuned weights
+
+    # Lightning's test loop gives the numbers the spine's evaluation gives for the trained model on the same suite
+    run_job(compose_run(tmp_path, "model=xcomp_tiny", f"model.path={trained}", *TINY, "data.n=4"))
+    spine = next(r for r in all_runs(tmp_path) if r.info.run_id != record.info.run_id)
+    assert spine.info.status == "FINISHED" and "model.trained" not in spine.data.tags
+    evaluated = {k: v for k, v in spine.data.metrics.items() if not k.startswith("seconds.")}
+    assert {k: record.data.metrics.get(k) for k in evaluated} == evaluated and evaluated["questions"] == 8
+    assert 0 < evaluated["accuracy"] < 1 and {"token_layers_ratio", "prefill_flops"} <= evaluated.keys()
+    assert any(k.startswith("accuracy_by_depth.") for k in evaluated)
 
 
 @pytest.mark.parametrize(
@@ -87,7 +97,7 @@ def test_a_training_job_killed_after_a_checkpoint_resumes_in_the_same_run(tmp_pa
 
 def test_a_ddp_job_under_torchrun_is_one_tracked_run(tmp_path):
     """The supported way to run DDP from run.py: one config under torchrun (sweeps run one process per job).
-    Rank 0 tracks and tests; both ranks train, so each step consumes 2 x 2 samples."""
+    Rank 0 tracks; both ranks train (each step consumes 2 x 2 samples) and answer half the test suite each."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -102,3 +112,4 @@ def test_a_ddp_job_under_torchrun_is_one_tracked_run(tmp_path):
     (record,) = all_runs(tmp_path)
     samples = client(tmp_path).get_metric_history(record.info.run_id, "samples")
     assert record.info.status == "FINISHED" and [(m.step, m.value) for m in samples] == [(1, 4), (2, 8), (3, 12), (4, 16)]
+    assert record.data.metrics["questions"] == 2  # both halves gathered

@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from xcomp.errors import ConfigError, XCompError
+from xcomp.experiment import suites
 from xcomp.experiment.callbacks import PARENT_FILE
 from xcomp.tracking import (
     TAG_ERROR,
@@ -58,9 +59,17 @@ def check(cfg: DictConfig) -> None:
         raise ConfigError(f"max_new_tokens must be >= 1, got {cfg.max_new_tokens}")
     if cfg.objective not in OBJECTIVES:
         raise ConfigError(f"objective must be one of {', '.join(OBJECTIVES)}; got {cfg.objective!r}")
-    synthetic = cfg.train is not None and cfg.train.data.source == "synth" and cfg.data.source == "synth"
-    if synthetic and cfg.train.data.seed == cfg.data.seed:  # a case is seeded by (seed, family, index)
-        raise ConfigError(f"train.data.seed and data.seed are both {cfg.data.seed}: the test would repeat training cases")
+    if cfg.train is not None and cfg.data.source == "synth":  # a case is seeded by (seed, family, index)
+        seeds = {"data.seed": cfg.data.seed}
+        if cfg.train.data.source == "synth":
+            seeds["train.data.seed"] = cfg.train.data.seed
+        if cfg.train.val_every:
+            seeds["val.seed"] = cfg.val.seed
+            if cfg.val.n < 1:
+                raise ConfigError(f"val.n must be >= 1 question per family, got {cfg.val.n}")
+        if len(set(seeds.values())) < len(seeds):
+            shown = ", ".join(f"{k} = {v}" for k, v in seeds.items())
+            raise ConfigError(f"training, validation and test draw from distinct seeds; got {shown}")
 
 
 def run(cfg: DictConfig) -> float:
@@ -69,6 +78,7 @@ def run(cfg: DictConfig) -> float:
     multirun = hydra.mode == RunMode.MULTIRUN
     overrides = list(hydra.overrides.task)
     label = " ".join(overrides) or "(defaults)"
+    start = time.perf_counter()
     tracker = run_id = None
     primary = cfg.train is None or _primary_process()
     if not cfg.progress:
@@ -95,19 +105,20 @@ def run(cfg: DictConfig) -> float:
             raise problem
         check(cfg)
         compressor, fields = compression(cfg)
-        path = cfg.model.path
-        if cfg.train is not None:
+        if cfg.train is None:
+            metrics, predictions, ran_with = evaluate(cfg, compressor, fields)
+        else:
             from xcomp.experiment import training
 
             config = training.train_config(cfg, job_key)  # both checked before any work
             trainer = training.trainer_config(cfg)
-            path = training.train(cfg, config, trainer, fields, tracker, run_id)
+            metrics, predictions, ran_with = training.train(cfg, config, trainer, compressor, fields, tracker, run_id)
             if not primary:
                 return math.nan
-        metrics, predictions, used = evaluate(cfg, path, compressor, fields)
+        metrics["seconds.job"] = time.perf_counter() - start
         if tracker is not None:
             client = tracker.client
-            for key, value in used.items():
+            for key, value in ran_with.items():
                 client.set_tag(run_id, key, value)
             client.log_text(run_id, "\n".join(json.dumps(p) for p in predictions) + "\n", "predictions.jsonl")
             _log_metrics(client, run_id, metrics)
@@ -147,53 +158,36 @@ def compression(cfg: DictConfig):
     return compressor, fields
 
 
-def evaluate(
-    cfg: DictConfig, path: str, compressor, fields: dict
-) -> tuple[dict[str, float], list[dict], dict[str, str]]:
-    """Answer the suite with the model at ``path`` (the job's, or the one it trained), switched to ``compressor``
-    by ``fields`` (`compression`), and the selector of ``cfg``; returns the metrics, one prediction row per
-    question, and what the model ran with (compression, per-layer schedule)."""
+def evaluate(cfg: DictConfig, compressor, fields: dict) -> tuple[dict[str, float], list[dict], dict[str, str]]:
+    """Answer the suite with the job's model switched to ``compressor`` by ``fields`` (`compression`) and the
+    selector of ``cfg``; returns the metrics, one prediction row per question, and what the model ran with."""
     import torch
 
-    from xcomp.evaluation.runner import answer_questions, load_suite, prediction_rows, summarize
+    from xcomp.evaluation.runner import answer_questions, prediction_rows, summarize
     from xcomp.model.convert import load_config, load_model
     from xcomp.model.modeling import XCompForCausalLM
     from xcomp.model.processing import XCompProcessor
     from xcomp.pipeline import XCompPipeline
 
-    start = time.perf_counter()
-    selector = instantiate(cfg.select)
-    questions = suite_path(cfg.data, cfg.progress)
+    path = cfg.model.path
     config = load_config(path)
     image_size = config.vision_config.image_size
     processor = XCompProcessor.from_pretrained(path, image_size=image_size)
-    if cfg.model.random_init and path == cfg.model.path:
+    if cfg.model.random_init:
         torch.manual_seed(cfg.seed)
         model = XCompForCausalLM(config.with_compression(**fields))
     else:
         model = load_model(path, **fields)
-    limit = cfg.data.limit if cfg.data.source == "jsonl" else None
-    rows, videos = load_suite(questions, cfg.frames, image_size, limit, cfg.progress)
-    pipe = XCompPipeline(model, processor, selector=selector)
-    records = answer_questions(pipe, rows, videos, system=compressor.name, max_new_tokens=cfg.max_new_tokens,
-                               progress=cfg.progress)
-    metrics = summarize(records)
-    metrics["seconds.job"] = time.perf_counter() - start
-    used = {"compression": model.config.compression, "schedule.kept": json.dumps(model.config.compression_schedule().kept)}
-    if path != cfg.model.path:
-        used["model.trained"] = path
-    return metrics, prediction_rows(records), used
+    suite = suites.load(cfg, cfg.data, image_size)
+    pipe = XCompPipeline(model, processor, selector=instantiate(cfg.select))
+    records = answer_questions(pipe, suite.rows, suite.videos, system=compressor.name,
+                               max_new_tokens=cfg.max_new_tokens, progress=cfg.progress)  # fmt: skip
+    return summarize(records), prediction_rows(records), used(model.config)
 
 
-def suite_path(data: DictConfig, progress: bool = False):
-    """questions.jsonl of the configured suite (a synthetic one is generated on first use)."""
-    from xcomp.synth.cache import cached_suite
-    from xcomp.synth.generate import SynthParams
-
-    if data.source == "jsonl":
-        return Path(data.questions)
-    params = SynthParams(frames=data.video_frames, size=data.size, noise=data.noise, span=data.span)
-    return cached_suite(data.cache_dir, list(data.families), data.n, data.seed, params, progress)
+def used(config) -> dict[str, str]:
+    """Tags saying what a model ran with: its compression and per-layer schedule."""
+    return {"compression": config.compression, "schedule.kept": json.dumps(config.compression_schedule().kept)}
 
 
 def _primary_process() -> bool:

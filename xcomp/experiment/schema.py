@@ -66,6 +66,17 @@ class JsonlDataConfig:
 
 
 @dataclass
+class ValConfig:
+    """The validation suite of a training job (`train.val_every` > 0): the test suite's synthetic settings with
+    another seed and size, so that choosing by validation never looks at the test questions."""
+
+    n: int = 8
+    """Questions per family."""
+    seed: int = 23
+    """Generation seed (must differ from the test suite's and the training data's)."""
+
+
+@dataclass
 class LoggerConfig:
     """Where runs are tracked."""
 
@@ -111,6 +122,8 @@ class RunConfig:
     """Training before the test, a `TrainConfig` (group `train`: sct, base), or None (`train=none`)."""
     trainer: TrainerConfig = MISSING
     """How Lightning runs that training (group `trainer`)."""
+    val: ValConfig = field(default_factory=ValConfig)
+    """Validation suite of a training job."""
     paths: PathsConfig = field(default_factory=PathsConfig)
     """Project paths."""
     seg_len: int = 8

@@ -1,8 +1,9 @@
-"""The training stage of a run.py job (`train=sct|base`): train, then hand the job the trained model to test.
+"""The training stage of a run.py job (`train=sct|base|frame_tags`): train, validate, and test the trained model.
 
 The job's fingerprint names the training folder (``paths.train/<fingerprint>``, unless ``train.output_dir`` names
-one), so rerunning a killed job resumes its checkpoints; the loss curve goes into the job's own MLflow run (Lightning's `MLFlowLogger` on that run id),
-each step once (`xcomp.train.step_log`); the trained model is logged to the run as the artifact folder ``model``.
+one), so rerunning a killed job resumes its checkpoints. The loss curve (and ``val.*`` metrics) go into the job's
+own MLflow run (Lightning's `MLFlowLogger` on that run id), each step once (`xcomp.train.step_log`); the trained
+model is logged to the run as the artifact folder ``model`` and tested in Lightning's test loop.
 """
 
 from __future__ import annotations
@@ -31,24 +32,43 @@ def trainer_config(cfg: DictConfig) -> TrainerConfig:
 
 
 def train(
-    cfg: DictConfig, config: TrainConfig, trainer: TrainerConfig, fields: dict, tracker=None, run_id: str | None = None
-) -> str:
-    """Train per ``config`` with the job's compression ``fields`` (not for a fresh tiny model: dense pre-training);
-    returns the trained model's folder."""
+    cfg: DictConfig, config: TrainConfig, trainer: TrainerConfig, compressor, fields: dict, tracker=None, run_id=None
+) -> tuple[dict[str, float], list[dict], dict[str, str]]:
+    """Train per ``config`` with the job's compression ``fields`` (not for a fresh tiny model: dense pre-training),
+    validating on the `val` suite every ``config.val_every`` steps, then test the trained model with ``compressor``
+    in Lightning's test loop; returns the metrics, prediction rows and what the model ran with, as `job.evaluate`."""
     import logging
 
+    from hydra.utils import instantiate
+
+    from xcomp.evaluation.runner import prediction_rows
+    from xcomp.experiment import suites
+    from xcomp.experiment.job import used
+    from xcomp.model.convert import load_config
     from xcomp.train.recipe import run
+    from xcomp.train.suite_eval import SuiteEvaluation
 
     # Lightning sets its logger to INFO when first imported (after Hydra configured logging), then prints a device
     # summary and tips on every fit; a job keeps its warnings only.
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    size = config.data.image_size
+    evaluation = SuiteEvaluation(
+        processor=None,
+        fields=fields,
+        selector=instantiate(cfg.select),
+        system=compressor.name,
+        max_new_tokens=cfg.max_new_tokens,
+        val=suites.load(cfg, suites.val_data(cfg), size) if config.val_every else None,
+        test=suites.load(cfg, cfg.data, size),
+    )
     loggers = None
     if tracker is not None:
         from lightning.pytorch.loggers import MLFlowLogger
 
         loggers = [MLFlowLogger(tracking_uri=cfg.logger.tracking_uri, run_id=run_id)]
-    final = run(config, None if config.init == "tiny" else fields, loggers, trainer, cfg.progress)
+    final = run(config, None if config.init == "tiny" else fields, loggers, trainer, cfg.progress, evaluation)
     if tracker is not None:
         tracker.client.update_run(run_id, status="RUNNING")  # MLFlowLogger ends the run when training ends
         tracker.client.log_artifacts(run_id, str(final), "model")
-    return str(final)
+    ran_with = {**used(load_config(final).with_compression(**fields)), "model.trained": str(final)}
+    return evaluation.metrics, prediction_rows(evaluation.records), ran_with

@@ -103,6 +103,8 @@ class TrainConfig:
     """Resumable checkpoints to keep (oldest are deleted)."""
     log_every: int = 10
     """Log loss and learning rate every this many steps."""
+    val_every: int = 0
+    """Answer the validation suite every this many steps (0: no validation)."""
     seed: int = 0
     """Seed of model init, data order and dropout."""
     answer_frames: int | None = None
@@ -144,6 +146,8 @@ class TrainConfig:
             raise ConfigError(f"warmup_ratio must be in [0, 1], got {self.warmup_ratio}")
         if self.answer_frames is not None and self.answer_frames < 1:
             raise ConfigError(f"answer_frames must be >= 1, got {self.answer_frames}")
+        if self.val_every < 0:
+            raise ConfigError(f"val_every must be >= 0 (0: no validation), got {self.val_every}")
         if min(self.save_every, self.log_every, self.keep_checkpoints, self.data.num_samples) < 1:
             raise ConfigError("save_every, log_every, keep_checkpoints and data.num_samples must be >= 1")
         if not (0 <= self.data.noise <= 1 and 0 <= self.data.open_ended <= 1):

@@ -23,6 +23,7 @@ from lightning.pytorch.loggers import Logger
 from torch.utils.data import Dataset
 
 from xcomp.errors import ConfigError
+from xcomp.model.convert import load_model
 from xcomp.model.processing import XCompProcessor
 from xcomp.pipeline_config import answer_defaults, save_pipeline_config
 from xcomp.train.config import TrainConfig, TrainerConfig
@@ -30,12 +31,13 @@ from xcomp.train.data import QACollator
 from xcomp.train.lit_data import QADataModule
 from xcomp.train.lit_module import XCompLitModule
 from xcomp.train.step_log import StepLog
+from xcomp.train.suite_eval import SuiteEvaluation
 
 CONFIG_FILE = "train_config.json"
 """The config of the run whose checkpoints/ lie beside it."""
-RESUMABLE_CHANGES = {"output_dir", "steps", "save_every", "log_every", "keep_checkpoints", "answer_frames"}
-"""Config fields that may differ when a run is resumed: extend it, checkpoint and log at another rate, or save
-other answering defaults with the final model."""
+RESUMABLE_CHANGES = {"output_dir", "steps", "save_every", "log_every", "val_every", "keep_checkpoints", "answer_frames"}
+"""Config fields that may differ when a run is resumed: extend it, checkpoint, log and validate at another rate,
+or save other answering defaults with the final model."""
 PRECISION = {"fp32": "32-true", "bf16": "bf16-mixed"}
 """`TrainConfig.precision` -> Lightning's."""
 
@@ -53,20 +55,28 @@ def fit(
     loggers: list[Logger] | None = None,
     trainer: TrainerConfig | None = None,
     progress: bool = False,
+    evaluation: SuiteEvaluation | None = None,
 ) -> Path:
     """Train ``model`` on ``dataset`` per ``config`` (resuming its output_dir); returns the final model folder.
 
-    The curve goes to ``loggers`` (none: the run keeps no curve); ``progress`` shows Lightning's progress bar."""
+    The curve goes to ``loggers`` (none: the run keeps no curve); ``progress`` shows Lightning's progress bar.
+    With ``evaluation``, its validation suite is answered every ``config.val_every`` steps and its test suite by
+    the final model, loaded back with the evaluation's compression fields (the results are left in it; it answers
+    with ``processor`` unless it has its own)."""
     loop = trainer or TrainerConfig()
     loop.check()
+    if evaluation is not None and evaluation.processor is None:
+        evaluation.processor = processor
     out = Path(config.output_dir)
     last = out / "checkpoints" / "last.ckpt"
     resume = _newest_checkpoint(out / "checkpoints")
     if resume is not None:
         _check_same_run(out, config)
     world, local = _processes()
+    val = evaluation.val if evaluation is not None and config.val_every else None
     data = QADataModule(
-        dataset, collate_fn or QACollator(processor), config.batch_size, config.steps, config.grad_accum, config.seed
+        dataset, collate_fn or QACollator(processor), config.batch_size, config.steps, config.grad_accum, config.seed,
+        val,
     )
     data.check(world)
     L.seed_everything(config.seed, verbose=False)
@@ -80,6 +90,7 @@ def fit(
         config.train_projector,
         config.train_llm,
         config.gradient_checkpointing,
+        evaluation,
     )
     checkpoints = ModelCheckpoint(
         dirpath=out / "checkpoints",
@@ -108,6 +119,9 @@ def fit(
         use_distributed_sampler=False,  # StepBatchSampler shards the batches itself
         enable_model_summary=False,
         num_sanity_val_steps=0,
+        limit_val_batches=None if val else 0,
+        val_check_interval=config.val_every if val else None,
+        check_val_every_n_epoch=None,
         log_every_n_steps=config.log_every,
         default_root_dir=out,
     )
@@ -117,7 +131,11 @@ def fit(
     trainer.fit(module, datamodule=data, ckpt_path=resume, weights_only=False)  # our own full training state
     if trainer.global_step % config.save_every:
         trainer.save_checkpoint(last)  # the last step too, so that raising `steps` extends the run
-    return _save_final(trainer, model, processor, config)
+    final = _save_final(trainer, model, processor, config)
+    if evaluation is not None and evaluation.test is not None:
+        tested = XCompLitModule(load_model(final, **evaluation.fields), config.steps, config.lr, evaluation=evaluation)
+        trainer.test(tested, dataloaders=evaluation.test.loader(trainer.global_rank, trainer.world_size), verbose=False)
+    return final
 
 
 def _newest_checkpoint(folder: Path) -> Path | None:

@@ -1,4 +1,5 @@
-"""A training dataset and its collator as a LightningDataModule whose loader starts at the trainer's step."""
+"""A training dataset and its collator as a LightningDataModule whose loader starts at the trainer's step, and the
+validation suite beside it."""
 
 from __future__ import annotations
 
@@ -9,18 +10,28 @@ from torch.utils.data import DataLoader, Dataset
 
 from xcomp.errors import ConfigError
 from xcomp.train.sampler import StepBatchSampler
+from xcomp.train.suite_eval import Suite
 
 
 class QADataModule(L.LightningDataModule):
     """``dataset`` in micro-batches of ``batch_size`` per process for ``steps`` optimiser steps of ``grad_accum``
-    micro-batches each, in the deterministic order of `StepBatchSampler` (seeded by ``seed``)."""
+    micro-batches each, in the deterministic order of `StepBatchSampler` (seeded by ``seed``); the ``val`` suite's
+    questions shared out between the processes."""
 
     def __init__(
-        self, dataset: Dataset, collate_fn: Callable, batch_size: int, steps: int, grad_accum: int = 1, seed: int = 0
+        self,
+        dataset: Dataset,
+        collate_fn: Callable,
+        batch_size: int,
+        steps: int,
+        grad_accum: int = 1,
+        seed: int = 0,
+        val: Suite | None = None,
     ):
         super().__init__()
         self.dataset, self.collate_fn = dataset, collate_fn
         self.batch_size, self.steps, self.grad_accum, self.seed = batch_size, steps, grad_accum, seed
+        self.val = val
 
     def check(self, world: int) -> None:
         """Refuse, before any work, a dataset smaller than one global batch."""
@@ -39,3 +50,6 @@ class QADataModule(L.LightningDataModule):
             world=trainer.world_size,
         )
         return DataLoader(self.dataset, batch_sampler=sampler, collate_fn=self.collate_fn)
+
+    def val_dataloader(self) -> DataLoader | list:
+        return self.val.loader(self.trainer.global_rank, self.trainer.world_size) if self.val else []

@@ -15,6 +15,7 @@ from xcomp.model.processing import XCompProcessor, build_prompt
 from xcomp.train.config import TrainConfig, TrainerConfig
 from xcomp.train.data import JsonlQADataset
 from xcomp.train.fit import fit
+from xcomp.train.suite_eval import SuiteEvaluation
 
 
 def vocab_for(processor: XCompProcessor, texts: Iterable[tuple[str, Sequence[str] | None, str]]) -> list[int]:
@@ -103,9 +104,10 @@ def run(
     loggers: list | None = None,
     trainer: TrainerConfig | None = None,
     progress: bool = False,
+    evaluation: SuiteEvaluation | None = None,
 ) -> Path:
-    """Train per `config` (compression ``fields`` as in `build_model`; Lightning ``loggers``, ``trainer`` settings
-    and ``progress`` bar as in `fit`); returns the final model folder."""
+    """Train per `config` (compression ``fields`` as in `build_model`; Lightning ``loggers``, ``trainer`` settings,
+    ``progress`` bar and validation/test ``evaluation`` as in `fit`); returns the final model folder."""
     processor = build_processor(config)
     dataset = build_dataset(config)
     model = build_model(config, processor, dataset, fields)
@@ -114,5 +116,5 @@ def run(
 
         tagger = FrameTagger(model, processor.tokenizer)
         collate = FrameTagCollator(processor)
-        return fit(config, tagger, FrameTagDataset(dataset), processor, collate, loggers, trainer, progress)
-    return fit(config, model, dataset, processor, loggers=loggers, trainer=trainer, progress=progress)
+        return fit(config, tagger, FrameTagDataset(dataset), processor, collate, loggers, trainer, progress, evaluation)
+    return fit(config, model, dataset, processor, None, loggers, trainer, progress, evaluation)
