@@ -6,8 +6,6 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
 from xcomp.errors import ConfigError
 from xcomp.structured import load_structured
