@@ -85,12 +85,12 @@ def test_experiment_files_are_global_sweeps(tmp_path):
     assert dict(cfg.hydra.sweeper.params) == {"compress": "lp,heuristic", "seg_len": "8,16"}
 
 
-@pytest.mark.parametrize("option", ["cosine", "linear"])
+@pytest.mark.parametrize("option", ["cosine", "linear", "parametric"])
 def test_schedules_resolve_to_the_model_depth(tmp_path, option):
     cfg = compose_run(tmp_path, f"schedule={option}")
     schedule = instantiate(cfg.schedule, num_layers=28, tokens_per_frame=16)
     assert len(schedule.kept) == 28 and schedule.kept[0] == 16 and schedule.kept[-1] == 1
-    if option == "cosine":
+    if option != "linear":  # the parametric family's defaults are the paper's cosine
         assert schedule == CompressionSchedule.cosine(28)
 
 
@@ -170,6 +170,7 @@ def test_a_job_logs_params_tags_metrics_and_artifacts(tmp_path):
         (["frames=7"], "frames must be a multiple of the model's clip length 4"),
         (["model=published", "model.path=/nonexistent/model"], "/nonexistent/model"),
         (["objective=speed"], "objective must be one of"),
+        (["schedule=parametric", "schedule.start=3", "schedule.end=2"], "needs 0 <= start < end <= 4 layers"),
     ],
 )
 def test_bad_values_are_one_line_and_never_finished(tmp_path, capsys, override, message):

@@ -32,6 +32,18 @@ def test_any_monotone_schedule_and_rejections():
         CompressionSchedule.from_list([4, 0])
 
 
+def test_parametric_family_contains_the_paper_cosine_and_linear():
+    assert list(CompressionSchedule.parametric(28, start=0, end=28, final=1, shape="cosine").kept) == PAPER_L28
+    assert CompressionSchedule.parametric(28, end=27, shape="linear") == CompressionSchedule.linear(28)
+    late = CompressionSchedule.parametric(8, start=3, end=6, final=2, shape="power", exponent=2.0)
+    assert list(late.kept) == [16, 16, 16, 16, 8, 4, 2, 2]  # 2 + round(14 * (1 - t) ** 2), t = 0, 1/3, 2/3
+    bad = [dict(start=2, end=2), dict(start=-1), dict(end=9), dict(final=0), dict(final=17),
+           dict(shape="step"), dict(shape="power", exponent=0.0)]  # fmt: skip
+    for kwargs in bad:
+        with pytest.raises(ConfigError):
+            CompressionSchedule.parametric(8, **kwargs)
+
+
 def test_suffix_and_uniform_slots_are_nested_with_scheduled_counts():
     kept = [16, 12, 7, 3, 1]
     for masks in (suffix_slots(kept, 16), uniform_slots(kept, 16)):

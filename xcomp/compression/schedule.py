@@ -64,6 +64,44 @@ class CompressionSchedule:
         return cls(tuple(final + round(span * (1 - i / last)) for i in range(num_layers)), tokens_per_frame)
 
     @classmethod
+    def parametric(
+        cls,
+        num_layers: int,
+        tokens_per_frame: int = 16,
+        start: int = 0,
+        end: int | None = None,
+        final: int = 1,
+        shape: str = "cosine",
+        exponent: float = 1.0,
+    ) -> CompressionSchedule:
+        """A schedule family for searches: every token up to layer ``start``, ``final`` from layer ``end`` on
+        (``None``: no layer, the decay ends past the last), and in between a decay of the given ``shape``.
+
+        With ``t = (i - start) / (end - start)`` in ``[0, 1)``, layer ``i`` keeps ``final + round(span * f(t))``
+        tokens, ``f`` = ``(1 + cos(pi t)) / 2`` (cosine), ``1 - t`` (linear) or ``(1 - t) ** exponent`` (power).
+        ``start=0, end=num_layers, shape="cosine"`` is the paper's cosine exactly; ``end=num_layers - 1,
+        shape="linear"`` is `linear`.
+        """
+        end = num_layers if end is None else end
+        if not 0 <= start < end <= num_layers:
+            raise ConfigError(f"parametric schedule needs 0 <= start < end <= {num_layers} layers, got {start}, {end}")
+        if not 1 <= final <= tokens_per_frame:
+            raise ConfigError(f"parametric schedule's final must lie in [1, {tokens_per_frame}], got {final}")
+        decays = {"cosine": lambda t: 0.5 * (1 + math.cos(math.pi * t)), "linear": lambda t: 1 - t}
+        if shape == "power":
+            if not exponent > 0:
+                raise ConfigError(f"a power schedule's exponent must be > 0, got {exponent}")
+            decays["power"] = lambda t: (1 - t) ** exponent
+        if shape not in decays:
+            raise ConfigError(f"parametric schedule's shape must be cosine, linear or power, got {shape!r}")
+        span, decay = tokens_per_frame - final, decays[shape]
+        kept = [
+            tokens_per_frame if i < start else final if i >= end else final + round(span * decay((i - start) / (end - start)))
+            for i in range(num_layers)
+        ]
+        return cls(tuple(kept), tokens_per_frame)
+
+    @classmethod
     def from_list(
         cls, kept: Sequence[int], tokens_per_frame: int = 16, num_layers: int | None = None
     ) -> CompressionSchedule:

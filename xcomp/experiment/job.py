@@ -18,6 +18,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -150,12 +151,23 @@ def compression(cfg: DictConfig):
     clip = config.local_num_frames
     if cfg.frames % clip:
         raise ConfigError(f"frames must be a multiple of the model's clip length {clip}, got {cfg.frames}")
-    compressor = instantiate({k: v for k, v in cfg.compress.items() if k != "model"})
+    compressor = build({k: v for k, v in cfg.compress.items() if k != "model"})
     fields = compressor.config_fields()
     if cfg.schedule:
-        schedule = instantiate(cfg.schedule, num_layers=config.num_layers, tokens_per_frame=config.tokens_per_frame)
+        schedule = build(cfg.schedule, num_layers=config.num_layers, tokens_per_frame=config.tokens_per_frame)
         fields["schedule"] = list(schedule.kept)
     return compressor, fields
+
+
+def build(node, **kwargs):
+    """Hydra's `instantiate`, with a component's own rejection of a value (an `XCompError`) raised as itself, so
+    that it reaches the user as one line rather than inside Hydra's wrapper."""
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as error:
+        if isinstance(error.__cause__, XCompError):
+            raise error.__cause__ from None
+        raise
 
 
 def evaluate(cfg: DictConfig, compressor, fields: dict) -> tuple[dict[str, float], list[dict], dict[str, str]]:
@@ -179,7 +191,7 @@ def evaluate(cfg: DictConfig, compressor, fields: dict) -> tuple[dict[str, float
     else:
         model = load_model(path, **fields)
     suite = suites.load(cfg, cfg.data, image_size)
-    pipe = XCompPipeline(model, processor, selector=instantiate(cfg.select))
+    pipe = XCompPipeline(model, processor, selector=build(cfg.select))
     records = answer_questions(pipe, suite.rows, suite.videos, system=compressor.name,
                                max_new_tokens=cfg.max_new_tokens, progress=cfg.progress)  # fmt: skip
     return summarize(records), prediction_rows(records), used(model.config)

@@ -39,11 +39,9 @@ def train(
     in Lightning's test loop; returns the metrics, prediction rows and what the model ran with, as `job.evaluate`."""
     import logging
 
-    from hydra.utils import instantiate
-
     from xcomp.evaluation.runner import prediction_rows
     from xcomp.experiment import suites
-    from xcomp.experiment.job import used
+    from xcomp.experiment.job import build, used
     from xcomp.model.convert import load_config
     from xcomp.train.recipe import run
     from xcomp.train.suite_eval import SuiteEvaluation
@@ -55,7 +53,7 @@ def train(
     evaluation = SuiteEvaluation(
         processor=None,
         fields=fields,
-        selector=instantiate(cfg.select),
+        selector=build(cfg.select),
         system=compressor.name,
         max_new_tokens=cfg.max_new_tokens,
         val=suites.load(cfg, suites.val_data(cfg), size) if config.val_every else None,
