@@ -103,7 +103,12 @@ class Tracker:
             self.client.update_run(run_id, status="RUNNING")
             return run_id
         run = self.client.create_run(self.experiment_id, run_name=name, tags={**tags, TAG_SWEEP_KEY: sweep_key})
-        return run.info.run_id
+        # Workers of one distributed search start the same sweep at once: all keep the first parent created.
+        created = self._search([f"tags.`{TAG_SWEEP_KEY}` = '{sweep_key}'"])
+        first = min(created, key=lambda r: (r.info.start_time, r.info.run_id)).info.run_id
+        if first != run.info.run_id:
+            self.client.delete_run(run.info.run_id)
+        return first
 
     def summary(self, parent_id: str) -> pd.DataFrame:
         """One row per child job: the overrides that vary between jobs first (listed in ``attrs["axes"]``), then
@@ -112,7 +117,8 @@ class Tracker:
 
         rows, axes = [], {}
         for run in self.children(parent_id):
-            overrides = dict(o.split("=", 1) for o in json.loads(run.data.tags.get(TAG_OVERRIDES, "[]")))
+            pairs = (o.split("=", 1) for o in json.loads(run.data.tags.get(TAG_OVERRIDES, "[]")))
+            overrides = {key.lstrip("+~"): value for key, value in pairs}
             axes.update(dict.fromkeys(overrides))
             rows.append({
                 **overrides,

@@ -74,8 +74,8 @@ class CompressionSchedule:
         shape: str = "cosine",
         exponent: float = 1.0,
     ) -> CompressionSchedule:
-        """A schedule family for searches: every token up to layer ``start``, ``final`` from layer ``end`` on
-        (``None``: no layer, the decay ends past the last), and in between a decay of the given ``shape``.
+        """A schedule family for searches: every token up to and including layer ``start``, ``final`` from layer
+        ``end`` on (``None``: no layer, the decay ends past the last), and in between a decay of the given ``shape``.
 
         With ``t = (i - start) / (end - start)`` in ``[0, 1)``, layer ``i`` keeps ``final + round(span * f(t))``
         tokens, ``f`` = ``(1 + cos(pi t)) / 2`` (cosine), ``1 - t`` (linear) or ``(1 - t) ** exponent`` (power).

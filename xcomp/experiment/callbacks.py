@@ -19,11 +19,14 @@ from xcomp.tracking import Tracker, fingerprint
 
 PARENT_FILE = "mlflow_parent_run_id"
 """File in the sweep folder holding the parent run's id."""
+METRIC_COLUMNS = ("accuracy", "accuracy_se", "token_layers_ratio", "prefill_flops_ratio", "kv_cache_bytes_ratio")
 SUMMARY_COLUMNS = (
-    "status", "accuracy", "accuracy_se", "token_layers_ratio", "prefill_flops_ratio", "kv_cache_bytes_ratio",
+    "status", *METRIC_COLUMNS, *(f"val.{m}" for m in METRIC_COLUMNS),
     "seconds.vision", "seconds.scoring", "seconds.generate", "seconds.job", "error",
-)
-"""Columns of the printed summary (the logged summary.csv has every metric)."""
+)  # fmt: skip
+"""Columns of the printed summary where present (the logged summary.csv has every metric)."""
+SWEEPER_FILES = ("optimization_results.yaml", "trials.csv")
+"""What a sweeper leaves in the sweep folder (the Optuna sweeper: best parameters or Pareto front, every trial)."""
 
 
 class MLflowSweep(Callback):
@@ -55,6 +58,17 @@ class MLflowSweep(Callback):
             return
         summary = self.tracker.summary(self.parent_id)
         failed = int((summary["status"] != "FINISHED").sum()) if len(summary) else 0
+        sweep_dir = Path(config.hydra.sweep.dir)
+        for name in SWEEPER_FILES:
+            if (sweep_dir / name).is_file():
+                self.tracker.client.log_artifact(self.parent_id, str(sweep_dir / name))
+        if (sweep_dir / "trials.csv").is_file():
+            import pandas as pd
+
+            trials = pd.read_csv(sweep_dir / "trials.csv")
+            if "pareto" in trials:
+                pareto = trials[trials["pareto"]].drop(columns=["pareto"])
+                self.tracker.client.log_text(self.parent_id, pareto.to_markdown(index=False), "pareto.md")
         self.tracker.finish_sweep(self.parent_id, summary, failed)
         shown = summary.attrs.get("axes", []) + [c for c in SUMMARY_COLUMNS if c in summary.columns]
         print(summary[shown].to_markdown(index=False, floatfmt=".3f") if len(summary) else "(no jobs)")

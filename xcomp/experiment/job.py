@@ -40,11 +40,12 @@ from xcomp.tracking import (
 
 log = logging.getLogger(__name__)
 
-OBJECTIVES = (
+METRICS = (
     "accuracy", "accuracy_se", "token_layers_ratio", "prefill_flops_ratio", "kv_cache_bytes_ratio", "scoring_flops",
 )
-"""Metrics a job can return to a sweeper (`objective=`)."""
-UNTRACKED = ("hydra", "logger", "paths", "rerun", "progress")
+OBJECTIVES = METRICS + tuple(f"val.{m}" for m in METRICS)
+"""Metrics a job can return to a sweeper (`objective=`; ``val.*`` for a job scored on validation, `test=false`)."""
+UNTRACKED = ("hydra", "logger", "paths", "rerun", "progress", "search")
 """Top-level keys that do not change a job's result (left out of its fingerprint)."""
 
 
@@ -58,22 +59,38 @@ def check(cfg: DictConfig) -> None:
         raise ConfigError(f"frames must be >= 1, got {cfg.frames}")
     if cfg.max_new_tokens < 1:
         raise ConfigError(f"max_new_tokens must be >= 1, got {cfg.max_new_tokens}")
-    if cfg.objective not in OBJECTIVES:
-        raise ConfigError(f"objective must be one of {', '.join(OBJECTIVES)}; got {cfg.objective!r}")
-    if cfg.train is not None and cfg.data.source == "synth":  # a case is seeded by (seed, family, index)
+    objectives = objective_names(cfg)
+    if not objectives or any(o not in OBJECTIVES for o in objectives):
+        raise ConfigError(f"objective must be one or a list of {', '.join(OBJECTIVES)}; got {cfg.objective}")
+    prefix = "" if cfg.test else "val."
+    if any(not o.startswith(prefix) or (cfg.test and o.startswith("val.")) for o in objectives):
+        raise ConfigError(f"a job with test={cfg.test} is scored on {prefix or 'test '}metrics; objective {cfg.objective}")
+    validates = not cfg.test or (cfg.train is not None and cfg.train.val_every)
+    if validates and cfg.val.n < 1:
+        raise ConfigError(f"val.n must be >= 1 question per family, got {cfg.val.n}")
+    if cfg.data.source == "synth":  # a case is seeded by (seed, family, index)
         seeds = {"data.seed": cfg.data.seed}
-        if cfg.train.data.source == "synth":
+        if cfg.train is not None and cfg.train.data.source == "synth":
             seeds["train.data.seed"] = cfg.train.data.seed
-        if cfg.train.val_every:
+        if validates:
             seeds["val.seed"] = cfg.val.seed
-            if cfg.val.n < 1:
-                raise ConfigError(f"val.n must be >= 1 question per family, got {cfg.val.n}")
         if len(set(seeds.values())) < len(seeds):
             shown = ", ".join(f"{k} = {v}" for k, v in seeds.items())
             raise ConfigError(f"training, validation and test draw from distinct seeds; got {shown}")
 
 
-def run(cfg: DictConfig) -> float:
+def objective_names(cfg: DictConfig) -> list[str]:
+    """The metric names of `objective` (one, or a list for a multi-objective search)."""
+    return [cfg.objective] if isinstance(cfg.objective, str) else list(cfg.objective)
+
+
+def objective(cfg: DictConfig, metrics) -> float | list[float]:
+    """What the job returns to the sweeper: the objective metric(s), NaN where missing."""
+    values = [float(metrics.get(name, math.nan)) for name in objective_names(cfg)]
+    return values[0] if isinstance(cfg.objective, str) else values
+
+
+def run(cfg: DictConfig) -> float | list[float]:
     """Evaluate the composed system; returns the value of `cfg.objective` (NaN for a failed sweep job)."""
     hydra = HydraConfig.get()
     multirun = hydra.mode == RunMode.MULTIRUN
@@ -100,7 +117,7 @@ def run(cfg: DictConfig) -> float:
             finished, unfinished = tracker.job_run(job_key, parent_id)
             if finished is not None and not cfg.rerun:
                 print(f"skip: {label}: finished as run {finished.info.run_id}", flush=True)
-                return finished.data.metrics.get(cfg.objective, math.nan)
+                return objective(cfg, finished.data.metrics)
             run_id = _start_run(tracker, unfinished, parent_id, job_key, settings, overrides, hydra)
         if problem is not None:
             raise problem
@@ -124,9 +141,10 @@ def run(cfg: DictConfig) -> float:
             client.log_text(run_id, "\n".join(json.dumps(p) for p in predictions) + "\n", "predictions.jsonl")
             _log_metrics(client, run_id, metrics)
             client.set_terminated(run_id, "FINISHED")
-        print(f"done: {label}: accuracy {metrics['accuracy']:.3f} ± {metrics['accuracy_se']:.3f} "
-              f"over {metrics['questions']:.0f} questions", flush=True)  # fmt: skip
-        return metrics[cfg.objective]
+        on = "" if cfg.test else "val."
+        print(f"done: {label}: {on}accuracy {metrics[on + 'accuracy']:.3f} ± {metrics[on + 'accuracy_se']:.3f} "
+              f"over {metrics[on + 'questions']:.0f} questions", flush=True)  # fmt: skip
+        return objective(cfg, metrics)
     except (XCompError, OmegaConfBaseException, OSError) as error:
         message = str(error).strip().splitlines()[0]
         _fail(tracker, run_id, message)
@@ -190,11 +208,16 @@ def evaluate(cfg: DictConfig, compressor, fields: dict) -> tuple[dict[str, float
         model = XCompForCausalLM(config.with_compression(**fields))
     else:
         model = load_model(path, **fields)
-    suite = suites.load(cfg, cfg.data, image_size)
+    suite = suites.load(cfg, suites.scored_data(cfg), image_size)
     pipe = XCompPipeline(model, processor, selector=build(cfg.select))
     records = answer_questions(pipe, suite.rows, suite.videos, system=compressor.name,
                                max_new_tokens=cfg.max_new_tokens, progress=cfg.progress)  # fmt: skip
-    return summarize(records), prediction_rows(records), used(model.config)
+    return scored(cfg, summarize(records)), prediction_rows(records), used(model.config)
+
+
+def scored(cfg: DictConfig, metrics: dict[str, float]) -> dict[str, float]:
+    """The job's metrics under their names: ``val.``-prefixed when it was scored on validation (`test=false`)."""
+    return metrics if cfg.test else {f"val.{k}": v for k, v in metrics.items()}
 
 
 def used(config) -> dict[str, str]:
@@ -229,6 +252,16 @@ def _start_run(tracker, unfinished, parent_id, job_key, settings, overrides, hyd
         **{f"version.{p}": version(p) for p in ("xcomp", "torch", "transformers")},
         **git_state(Path(__file__).parent),  # the checkout xcomp runs from
     }
+    if settings.get("trial") is not None:  # a search's trial: what found it
+        from hydra_plugins.xcomp_optuna_sweeper.optuna_sweeper import masked
+
+        sweeper = hydra.sweeper
+        tags.update({
+            "optuna.trial": str(settings["trial"]),
+            "optuna.study": str(sweeper.get("study_name")),
+            "optuna.sampler": str(sweeper.get("sampler", {}).get("_target_", "")).rsplit(".", 1)[-1],
+            "optuna.storage": masked(sweeper.get("storage")),
+        })
     if parent_id is not None:
         tags[TAG_PARENT] = parent_id
         tags["sweep_id"] = parent_id

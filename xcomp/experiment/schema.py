@@ -77,6 +77,22 @@ class ValConfig:
 
 
 @dataclass
+class SearchConfig:
+    """An Optuna search over the job's config (group `search`): what its sweeper reads (`hydra.sweeper.*`)."""
+
+    n_trials: int = 24
+    """Trials of the study in total, over restarts and workers."""
+    n_jobs: int = 1
+    """Trials this worker runs at once (> 1 with a parallel launcher: hydra/launcher=joblib)."""
+    storage: str | None = MISSING
+    """Study storage URL (SQLite beside mlflow.db by default; postgresql://... for several workers)."""
+    study_name: str = MISSING
+    """Study created or continued in the storage."""
+    seed: int | None = 0
+    """Seed of the sampler."""
+
+
+@dataclass
 class LoggerConfig:
     """Where runs are tracked."""
 
@@ -124,6 +140,12 @@ class RunConfig:
     """How Lightning runs that training (group `trainer`)."""
     val: ValConfig = field(default_factory=ValConfig)
     """Validation suite of a training job."""
+    test: bool = True
+    """Answer the test suite after training (False: the job's metrics are its last validation, as in a search)."""
+    search: SearchConfig | None = None
+    """The Optuna search this job belongs to (group `search`), or None."""
+    trial: int | None = None
+    """The job's Optuna trial number (set by the search's sweeper; part of the job's identity)."""
     paths: PathsConfig = field(default_factory=PathsConfig)
     """Project paths."""
     seg_len: int = 8
@@ -136,8 +158,8 @@ class RunConfig:
     """Seed of random initialisation and random methods (sweep axis)."""
     max_new_tokens: int = 8
     """Answer length limit."""
-    objective: str = "accuracy"
-    """Metric the job returns to the sweeper."""
+    objective: Any = "accuracy"
+    """Metric the job returns to the sweeper, or a list of them (a multi-objective search)."""
     rerun: bool = False
     """Run again even when a FINISHED run of the same job exists."""
     progress: bool = False

@@ -1,5 +1,6 @@
-"""The QA suites of a job: the test suite (group `data`), and for training jobs the validation suite (`val`: the
-same synthetic settings, another seed and size), decoded once at the job's frame count."""
+"""The QA suites of a job: the test suite (group `data`) and the validation suite (`val`: the same synthetic
+settings, another seed and size; answered during training, and instead of the test suite when `test=false`),
+decoded once at the job's frame count."""
 
 from __future__ import annotations
 
@@ -24,8 +25,14 @@ def suite_path(data: DictConfig, progress: bool = False) -> Path:
 def val_data(cfg: DictConfig) -> DictConfig:
     """The validation suite's settings: the test suite's, with `val.n` questions per family of seed `val.seed`."""
     if cfg.data.source != "synth":
-        raise ConfigError("train.val_every needs a synthetic test suite (data=synth) to draw the validation suite from")
+        raise ConfigError("a validation suite (train.val_every, test=false) is drawn from a synthetic one: data=synth")
     return OmegaConf.merge(cfg.data, {"n": cfg.val.n, "seed": cfg.val.seed})
+
+
+def scored_data(cfg: DictConfig) -> DictConfig:
+    """The suite a job's metrics come from: the test suite, or the validation suite when `test=false` (a search
+    trial, so that choosing among trials never looks at the test questions)."""
+    return cfg.data if cfg.test else val_data(cfg)
 
 
 def load(cfg: DictConfig, data: DictConfig, image_size: int):

@@ -36,12 +36,13 @@ def train(
 ) -> tuple[dict[str, float], list[dict], dict[str, str]]:
     """Train per ``config`` with the job's compression ``fields`` (not for a fresh tiny model: dense pre-training),
     validating on the `val` suite every ``config.val_every`` steps, then test the trained model with ``compressor``
-    in Lightning's test loop; returns the metrics, prediction rows and what the model ran with, as `job.evaluate`."""
+    in Lightning's test loop (on the validation suite when `test=false`); returns the metrics, prediction rows and
+    what the model ran with, as `job.evaluate`."""
     import logging
 
     from xcomp.evaluation.runner import prediction_rows
     from xcomp.experiment import suites
-    from xcomp.experiment.job import build, used
+    from xcomp.experiment.job import build, scored, used
     from xcomp.model.convert import load_config
     from xcomp.train.recipe import run
     from xcomp.train.suite_eval import SuiteEvaluation
@@ -57,7 +58,7 @@ def train(
         system=compressor.name,
         max_new_tokens=cfg.max_new_tokens,
         val=suites.load(cfg, suites.val_data(cfg), size) if config.val_every else None,
-        test=suites.load(cfg, cfg.data, size),
+        test=suites.load(cfg, suites.scored_data(cfg), size),
     )
     loggers = None
     if tracker is not None:
@@ -69,4 +70,4 @@ def train(
         tracker.client.update_run(run_id, status="RUNNING")  # MLFlowLogger ends the run when training ends
         tracker.client.log_artifacts(run_id, str(final), "model")
     ran_with = {**used(load_config(final).with_compression(**fields)), "model.trained": str(final)}
-    return evaluation.metrics, prediction_rows(evaluation.records), ran_with
+    return scored(cfg, evaluation.metrics), prediction_rows(evaluation.records), ran_with

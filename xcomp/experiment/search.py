@@ -1,0 +1,18 @@
+"""The search spaces of `search=...` configs: functions the Optuna sweeper calls to suggest the parameters that
+depend on others (`hydra.sweeper.custom_search_space`)."""
+
+from __future__ import annotations
+
+from omegaconf import DictConfig
+
+
+def schedule_space(config: DictConfig, trial) -> None:
+    """The parametric schedule's layers for the job's model: `start` in [0, L - 2], `end` after it (up to L, the
+    decay then ends past the last layer), and the exponent only for the power shape."""
+    from xcomp.model.convert import load_config
+
+    layers = load_config(config.model.path).num_layers
+    start = trial.suggest_int("schedule.start", 0, layers - 2)
+    trial.suggest_int("schedule.end", start + 1, layers)
+    if trial.params["schedule.shape"] == "power":
+        trial.suggest_float("schedule.exponent", 0.5, 3.0)
