@@ -32,6 +32,15 @@ TAG_OVERRIDES = "xcomp.overrides"
 """Tag of a job run: its overrides as JSON (a list of `key=value`)."""
 
 
+RUN_NAME_LENGTH = 250
+"""Longest run name MLflow stores (a column of VARCHAR(250): PostgreSQL refuses longer ones, SQLite does not)."""
+
+
+def run_name(text: str) -> str | None:
+    """``text`` as a run name: cut to what MLflow stores (the full overrides are in the run's tags)."""
+    return (text[: RUN_NAME_LENGTH - 1] + "…" if len(text) > RUN_NAME_LENGTH else text) or None
+
+
 def fingerprint(data: Mapping) -> str:
     """A stable hash of a JSON-able mapping (keys sorted)."""
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -102,7 +111,7 @@ class Tracker:
             run_id = earlier[0].info.run_id
             self.client.update_run(run_id, status="RUNNING")
             return run_id
-        run = self.client.create_run(self.experiment_id, run_name=name, tags={**tags, TAG_SWEEP_KEY: sweep_key})
+        run = self.client.create_run(self.experiment_id, run_name=run_name(name), tags={**tags, TAG_SWEEP_KEY: sweep_key})
         # Workers of one distributed search start the same sweep at once: all keep the first parent created.
         created = self._search([f"tags.`{TAG_SWEEP_KEY}` = '{sweep_key}'"])
         first = min(created, key=lambda r: (r.info.start_time, r.info.run_id)).info.run_id

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import warnings
 from pathlib import Path
 from typing import Any
@@ -155,7 +157,7 @@ class OptunaSweeper(Sweeper):
         if left > 0:
             study.optimize(
                 lambda trial: self._trial(study, trial, space, fixed), n_trials=left, n_jobs=self.n_jobs,
-                catch=(Exception,), callbacks=[self._check_failures],
+                catch=(Exception,), callbacks=[self._after_trial],
             )  # fmt: skip
         self._write_results(study)
         if self.failed is not None:
@@ -192,6 +194,7 @@ class OptunaSweeper(Sweeper):
         if sum(t.number < trial.number for t in counted(trials)) >= self.n_trials:
             trial.set_user_attr(SURPLUS, True)  # another worker started the study's last trial first
             raise optuna.TrialPruned(f"the study already has its {self.n_trials} trials")
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         original = RetryHeartbeatStaleTrialCallback.retried_trial_number(trials[trial.number])
         number = trial.number if original is None else original  # a retry resumes the killed trial's job
         overrides = [f"{k}={v}" for k, v in {**trial.params, **fixed}.items()]
@@ -200,11 +203,15 @@ class OptunaSweeper(Sweeper):
         (result,) = self.launcher.launch([overrides], initial_job_idx=number)
         return result.return_value  # re-raises the job's exception: the trial FAILs
 
-    def _check_failures(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        done = [t for t in counted(study.get_trials(deepcopy=False)) if t.state.is_finished()]
+    def _after_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        """Stop when the study has its trials (other workers' running ones included) or too many failed."""
+        trials = counted(study.get_trials(deepcopy=False))
+        done = [t for t in trials if t.state.is_finished()]
         failed = sum(t.state == TrialState.FAIL for t in done)
         if done and failed / len(done) > self.max_failure_rate:
             self.failed = (failed, len(done))
+            study.stop()
+        if len(trials) >= self.n_trials:
             study.stop()
 
     def _write_results(self, study: optuna.Study) -> None:

@@ -40,6 +40,14 @@ class MLflowSweep(Callback):
         HydraConfig.instance().set_config(config)  # the launcher does so only later; ${hydra:...} needs it
         if not config.logger.enabled:
             return
+        try:
+            self._start(config)
+        except Exception as error:  # Hydra would only warn and run the jobs untracked
+            message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            print(f"error: MLflow at {config.logger.tracking_uri}: {message}", file=sys.stderr, flush=True)
+            raise SystemExit(1) from None
+
+    def _start(self, config: DictConfig) -> None:
         logger = config.logger
         self.tracker = Tracker(logger.tracking_uri, logger.experiment, logger.artifact_root)
         overrides = list(config.hydra.overrides.task)

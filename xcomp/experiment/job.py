@@ -36,6 +36,7 @@ from xcomp.tracking import (
     fingerprint,
     flatten,
     git_state,
+    run_name,
 )
 
 log = logging.getLogger(__name__)
@@ -271,7 +272,7 @@ def _start_run(tracker, unfinished, parent_id, job_key, settings, overrides, hyd
         if TAG_ERROR in unfinished.data.tags:
             client.delete_tag(run_id, TAG_ERROR)
     else:
-        run_id = client.create_run(tracker.experiment_id, run_name=" ".join(overrides) or None).info.run_id
+        run_id = client.create_run(tracker.experiment_id, run_name=run_name(" ".join(overrides))).info.run_id
     from mlflow.entities import Param, RunTag
 
     params = [Param(k, v[:6000]) for k, v in flatten({k: v for k, v in settings.items() if k != "hydra"}).items()]

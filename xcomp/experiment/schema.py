@@ -102,8 +102,8 @@ class LoggerConfig:
     """MLflow tracking URI (SQLite file or server)."""
     experiment: str = "xcomp"
     """MLflow experiment name."""
-    artifact_root: str = MISSING
-    """Folder for the artifacts of experiments this run creates."""
+    artifact_root: str | None = MISSING
+    """Folder for the artifacts of experiments this run creates (None: the tracking server's own store)."""
 
 
 @dataclass
