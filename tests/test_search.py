@@ -89,6 +89,22 @@ def test_a_killed_search_continues_its_study_without_repeating_a_trial(tmp_path)
     assert all(r.info.status == "FINISHED" for r in runs)
 
 
+def test_a_budget_search_prunes_schedules_over_budget_before_running_them(tmp_path):
+    args = command(tmp_path, "search=schedule_budget", "train=none", "val.n=1", *TINY, "search.n_trials=6",
+                   "search.budget=0.5")  # fmt: skip
+    res = subprocess.run(args, cwd=ROOT, capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    trials = study(tmp_path, "schedule_budget").trials
+    assert len(trials) == 6
+    for trial in trials:
+        params = {k.removeprefix("schedule."): v for k, v in trial.params.items()}
+        over = CompressionSchedule.parametric(4, **params).token_layer_ratio() > 0.5
+        assert trial.state.name == ("PRUNED" if over else "COMPLETE"), (trial.params, trial.state)
+    runs = children(tmp_path, "search_schedule")
+    assert len(runs) == sum(t.state.name == "COMPLETE" for t in trials)  # a pruned schedule never ran
+    assert all(r.data.metrics["val.token_layers_ratio"] <= 0.5 for r in runs)
+
+
 @pytest.mark.parametrize(
     ("override", "message"),
     [

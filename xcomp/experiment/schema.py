@@ -90,6 +90,8 @@ class SearchConfig:
     """Study created or continued in the storage."""
     seed: int | None = 0
     """Seed of the sampler."""
+    budget: float = 1.0
+    """Largest visual token-layer share of dense a schedule may have (search=schedule_budget)."""
 
 
 @dataclass

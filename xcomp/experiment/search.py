@@ -16,3 +16,20 @@ def schedule_space(config: DictConfig, trial) -> None:
     trial.suggest_int("schedule.end", start + 1, layers)
     if trial.params["schedule.shape"] == "power":
         trial.suggest_float("schedule.exponent", 0.5, 3.0)
+
+
+def schedule_space_within_budget(config: DictConfig, trial) -> None:
+    """`schedule_space`, pruning (unrun) a schedule whose visual token-layers exceed ``search.budget`` of dense:
+    the single-objective search for the best accuracy under a budget. The cost is the schedule's, known before
+    any training (`CompressionSchedule.token_layer_ratio`)."""
+    import optuna
+
+    from xcomp.compression.schedule import CompressionSchedule
+    from xcomp.model.convert import load_config
+
+    schedule_space(config, trial)
+    model = load_config(config.model.path)
+    params = {k.removeprefix("schedule."): v for k, v in trial.params.items() if k.startswith("schedule.")}
+    ratio = CompressionSchedule.parametric(model.num_layers, model.tokens_per_frame, **params).token_layer_ratio()
+    if ratio > config.search.budget:
+        raise optuna.TrialPruned(f"token-layers {ratio:.3f} of dense, over the budget {config.search.budget}")
