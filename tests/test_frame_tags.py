@@ -87,3 +87,16 @@ def test_training_teaches_tokens_the_colour_words(tmp_path):
     for k, v in saved.model.language_model.state_dict().items():
         torch.testing.assert_close(v, llm_before[k], rtol=0, atol=0)
     assert not torch.equal(saved.model.vision_tower.encoder.patch_embed.proj.weight, vision_before)
+
+
+def test_the_head_starts_from_its_seed_not_the_global_generator(tmp_path):
+    """The tagger is built before the trainer seeds; its head must not depend on what ran before (reruns agree)."""
+    config = _config(tmp_path)
+    processor = build_processor(config)
+    model = build_model(config, processor, build_dataset(config))
+    heads = []
+    for global_seed in (1, 2):
+        torch.manual_seed(global_seed)
+        heads.append(FrameTagger(model, processor.tokenizer, seed=5).none.detach().clone())
+    assert torch.equal(heads[0], heads[1])
+    assert not torch.equal(heads[0], FrameTagger(model, processor.tokenizer, seed=6).none)

@@ -67,11 +67,12 @@ class FrameTagOutput:
 class FrameTagger(nn.Module):
     """A VLM plus the attribute head on its visual tokens; `save_pretrained` saves the VLM only."""
 
-    def __init__(self, vlm: XCompForCausalLM, tokenizer):
+    def __init__(self, vlm: XCompForCausalLM, tokenizer, seed: int = 0):
         super().__init__()
         self.vlm = vlm
         hidden = vlm.config.text_config.hidden_size
-        self.none = nn.Parameter(torch.randn(len(ATTRIBUTES), hidden) * 0.02)
+        init = torch.Generator().manual_seed(seed)  # built before the trainer seeds: its own generator, so reruns agree
+        self.none = nn.Parameter(torch.randn(len(ATTRIBUTES), hidden, generator=init) * 0.02)
         """Learned class vector of "no object" per attribute (no word stands for it)."""
         self.log_scale = nn.Parameter(torch.tensor(math.log(10.0)))
         """Cosine-similarity temperature."""

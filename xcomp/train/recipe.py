@@ -114,7 +114,7 @@ def run(
     if config.objective == "frame_tags":
         from xcomp.train.frame_tags import FrameTagCollator, FrameTagDataset, FrameTagger
 
-        tagger = FrameTagger(model, processor.tokenizer)
+        tagger = FrameTagger(model, processor.tokenizer, config.seed)
         collate = FrameTagCollator(processor)
         return fit(config, tagger, FrameTagDataset(dataset), processor, collate, loggers, trainer, progress, evaluation)
     return fit(config, model, dataset, processor, None, loggers, trainer, progress, evaluation)
