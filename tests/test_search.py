@@ -135,10 +135,25 @@ def sweep_results(tmp_path, *launcher):
     }  # fmt: skip
 
 
+@pytest.fixture(scope="module")
+def basic_sweep(tmp_path_factory):
+    basic = sweep_results(tmp_path_factory.mktemp("basic"))
+    assert len(basic) == 4 and all(status == "FINISHED" for status, _, _ in basic.values())
+    return basic
+
+
 @pytest.mark.parametrize(
     "launcher", [["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], ["hydra/launcher=submitit_local"]]
 )
-def test_parallel_launchers_give_the_basic_launchers_runs(tmp_path, launcher):
-    basic = sweep_results(tmp_path / "basic")
-    assert len(basic) == 4 and all(status == "FINISHED" for status, _, _ in basic.values())
-    assert sweep_results(tmp_path / "parallel", *launcher) == basic
+def test_parallel_launchers_give_the_basic_launchers_runs(tmp_path, basic_sweep, launcher):
+    assert sweep_results(tmp_path, *launcher) == basic_sweep
+
+
+def test_the_cluster_launcher_is_configured(tmp_path):
+    """SLURM cannot run here: the submitit_slurm launcher of the README's cluster recipe composes with its settings."""
+    from tests.test_run import compose_run
+
+    cfg = compose_run(tmp_path, "search=schedule", "hydra/launcher=submitit_slurm", "hydra.launcher.partition=gpu",
+                      "hydra.launcher.gpus_per_node=1", "search.storage=postgresql://u@db/optuna", "trainer=gpu")  # fmt: skip
+    assert cfg.hydra.launcher._target_.endswith("SlurmLauncher") and cfg.hydra.launcher.partition == "gpu"
+    assert cfg.hydra.sweeper.storage == "postgresql://u@db/optuna" and cfg.hydra.sweeper.trial_key == "trial"
