@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 from safetensors.torch import load_file
@@ -36,6 +37,7 @@ def test_the_base_recipe_runs_its_stages_in_order_each_from_the_one_before(tmp_p
     assert all(s.compress._target_.endswith(".Dense") for s in stages)
 
 
+@pytest.mark.slow
 def test_the_xcomp_tiny_recipe_reproduces_the_shipped_model(tmp_path):
     """SCT of the shipped base, 120 steps of 16 (~1.5 min on 2 cores); the test stage answers 4 questions."""
     command = [sys.executable, "run.py", "+experiment=recipe/xcomp_tiny", f"paths.root={tmp_path}", "logger=none",

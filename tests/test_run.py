@@ -169,7 +169,7 @@ def test_a_job_logs_params_tags_metrics_and_artifacts(tmp_path):
         (["keep=1.5"], "keep must be a fraction in (0, 1]"),
         (["frames=7"], "frames must be a multiple of the model's clip length 4"),
         (["model=published", "model.path=/nonexistent/model"], "/nonexistent/model"),
-        (["objective=speed"], "objective must be one of"),
+        (["objective=speed"], "objective must be one or a list of"),
         (["schedule=parametric", "schedule.start=3", "schedule.end=2"], "needs 0 <= start < end <= 4 layers"),
     ],
 )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,8 @@ SURPLUS = "surplus"
 """User attribute of a trial pruned unrun because other workers had already started the study's last trials."""
 RESULTS = "optimization_results.yaml"
 """Written to the sweep folder at the end, as the official plugin does: best parameters, or the Pareto front."""
+STORAGE_ATTEMPTS = 5
+"""Tries at opening the study's storage when workers started together collide creating its tables."""
 TRIALS = "trials.csv"
 """Written beside it: every trial of the study (`Study.trials_dataframe`) with a `pareto` column."""
 
@@ -166,20 +169,28 @@ class OptunaSweeper(Sweeper):
                       self.max_failure_rate)  # fmt: skip
 
     def _study(self) -> optuna.Study:
+        for attempt in range(STORAGE_ATTEMPTS):
+            try:
+                return self._open_study()
+            except SearchError:
+                raise
+            except Exception as error:  # an unreachable database, a malformed URL, ...
+                if attempt + 1 == STORAGE_ATTEMPTS or not any(m in str(error) for m in ("duplicate key", "already exists")):
+                    message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+                    raise SearchError(f"cannot open the study storage {masked(self.storage)}: {message}") from None
+                time.sleep(1.0)  # workers starting together on a new database: another one is creating the tables
+
+    def _open_study(self) -> optuna.Study:
         storage = self.storage
-        try:
-            if storage is not None:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", ExperimentalWarning)
-                    storage = RDBStorage(
-                        str(storage), heartbeat_interval=self.heartbeat_interval, grace_period=self.grace_period,
-                        heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(),
-                    )  # fmt: skip
-            study = optuna.create_study(study_name=self.study_name, storage=storage, sampler=self.sampler,
-                                        directions=self.directions, load_if_exists=True)  # fmt: skip
-        except Exception as error:  # an unreachable database, a malformed URL, ...
-            message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            raise SearchError(f"cannot open the study storage {masked(self.storage)}: {message}") from None
+        if storage is not None:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ExperimentalWarning)
+                storage = RDBStorage(
+                    str(storage), heartbeat_interval=self.heartbeat_interval, grace_period=self.grace_period,
+                    heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(),
+                )  # fmt: skip
+        study = optuna.create_study(study_name=self.study_name, storage=storage, sampler=self.sampler,
+                                    directions=self.directions, load_if_exists=True)  # fmt: skip
         found = [d.name.lower() for d in study.directions]
         if found != self.directions:
             raise SearchError(f"study {study.study_name!r} exists with directions {found}, not {self.directions}")

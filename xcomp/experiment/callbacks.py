@@ -65,7 +65,8 @@ class MLflowSweep(Callback):
         if self.tracker is None:
             return
         summary = self.tracker.summary(self.parent_id)
-        failed = int((summary["status"] != "FINISHED").sum()) if len(summary) else 0
+        failed = int((summary["status"] == "FAILED").sum()) if len(summary) else 0
+        running = int((summary["status"] == "RUNNING").sum()) if len(summary) else 0  # other workers' jobs
         sweep_dir = Path(config.hydra.sweep.dir)
         for name in SWEEPER_FILES:
             if (sweep_dir / name).is_file():
@@ -80,6 +81,7 @@ class MLflowSweep(Callback):
         self.tracker.finish_sweep(self.parent_id, summary, failed)
         shown = summary.attrs.get("axes", []) + [c for c in SUMMARY_COLUMNS if c in summary.columns]
         print(summary[shown].to_markdown(index=False, floatfmt=".3f") if len(summary) else "(no jobs)")
-        print(f"sweep: {len(summary) - failed} finished, {failed} failed; parent run {self.parent_id}")
+        others = f", {running} running (other workers)" if running else ""
+        print(f"sweep: {len(summary) - failed - running} finished, {failed} failed{others}; parent run {self.parent_id}")
         if failed:
             sys.exit(1)
