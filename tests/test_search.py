@@ -149,6 +149,15 @@ def test_parallel_launchers_give_the_basic_launchers_runs(tmp_path, basic_sweep,
     assert sweep_results(tmp_path, *launcher) == basic_sweep
 
 
+def test_a_search_config_overrides_the_primary_defaults(tmp_path):
+    """search/*.yaml comes after run.yaml's own values in the defaults list, so its settings hold."""
+    from tests.test_run import compose_run
+
+    cfg = compose_run(tmp_path, "search=schedule")
+    assert cfg.frames == 32 and cfg.val.n == 25 and cfg.test is False and cfg.train.steps == 30
+    assert compose_run(tmp_path, "search=schedule", "frames=16").frames == 16  # the command line still wins
+
+
 def test_the_cluster_launcher_is_configured(tmp_path):
     """SLURM cannot run here: the submitit_slurm launcher of the README's cluster recipe composes with its settings."""
     from tests.test_run import compose_run
