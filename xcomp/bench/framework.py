@@ -51,15 +51,21 @@ def timed(command: list[str], cwd: Path) -> tuple[float, str]:
     return time.perf_counter() - start, res.stdout
 
 
+def project_root(path: Path) -> Path:
+    """The project root the benchmarks run `run.py` in (checked before any work)."""
+    root = path.resolve()
+    if not (root / "run.py").is_file():
+        raise SystemExit(f"error: no run.py in {root}; pass --root")
+    return root
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=25, help="questions per family (4 families)")
     parser.add_argument("--rounds", type=int, default=1, help="alternating rounds of both sides")
     parser.add_argument("--root", type=Path, default=Path.cwd(), help="project root (holds run.py)")
     args = parser.parse_args(argv)
-    root = args.root.resolve()
-    if not (root / "run.py").is_file():
-        raise SystemExit(f"error: no run.py in {root}; pass --root")
+    root = project_root(args.root)
     with tempfile.TemporaryDirectory() as scratch:
         overrides = ["select=qc_local", "keep=0.5", "frames=64", f"data.n={args.n}", f"paths.root={scratch}",
                      "rerun=true"]  # fmt: skip

@@ -17,7 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from xcomp.bench.framework import CARD, timed
+from xcomp.bench.framework import CARD, project_root, timed
 
 
 def sweeper_overhead(root: Path, scratch: str, trials: int, n: int) -> list[float]:
@@ -43,9 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trials", type=int, default=6, help="trials of the sweeper-overhead search")
     parser.add_argument("--root", type=Path, default=Path.cwd(), help="project root (holds run.py)")
     args = parser.parse_args(argv)
-    root = args.root.resolve()
-    if not (root / "run.py").is_file():
-        raise SystemExit(f"error: no run.py in {root}; pass --root")
+    root = project_root(args.root)
     sides = {"basic": [], "joblib, 2 workers": ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]}
     with tempfile.TemporaryDirectory() as scratch:
         overrides = [f"data.n={args.n}", f"paths.root={scratch}", "rerun=true",

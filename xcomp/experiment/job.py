@@ -64,7 +64,7 @@ def check(cfg: DictConfig) -> None:
     if not objectives or any(o not in OBJECTIVES for o in objectives):
         raise ConfigError(f"objective must be one or a list of {', '.join(OBJECTIVES)}; got {cfg.objective}")
     prefix = "" if cfg.test else "val."
-    if any(not o.startswith(prefix) or (cfg.test and o.startswith("val.")) for o in objectives):
+    if any(o.startswith("val.") == cfg.test for o in objectives):
         raise ConfigError(f"a job with test={cfg.test} is scored on {prefix or 'test '}metrics; objective {cfg.objective}")
     validates = not cfg.test or (cfg.train is not None and cfg.train.val_every)
     if validates and cfg.val.n < 1:
