@@ -22,6 +22,14 @@ def require(path: Path) -> Path:
     return path
 
 
+def require_decord() -> None:
+    """decord is the optional `decord` extra (CI installs it)."""
+    from xcomp.video import decord_reader
+
+    if not decord_reader.available():
+        pytest.skip('decord not installed: pip install -e ".[decord]"')
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.conftest import TOKENIZER_DIR, require
+from tests.conftest import TOKENIZER_DIR, require, require_decord
 from tests.test_cli import run_cli, run_main
 from xcomp import XCompConfig, XCompForCausalLM
 from xcomp.model.processing import XCompProcessor
@@ -45,6 +45,32 @@ def test_ask_answers_with_kept_frames_and_savings(model_dir, suite):
     kept = [int(item.split("@")[0]) for item in lines["kept frames"].split(", ")]
     assert len(kept) == 8 and kept == sorted(kept) and all(0 <= i < 32 for i in kept)
     assert "x)" in lines["LLM cost vs dense over all 32 frames"]
+
+
+def _answer_lines(res) -> dict[str, str]:
+    assert res.returncode == 0, res.stderr
+    lines = dict(line.split(": ", 1) for line in res.stdout.splitlines() if ": " in line)
+    return {key: value for key, value in lines.items() if not key.startswith(("seconds", "time"))}
+
+
+def test_ask_gives_the_same_frames_and_answer_with_either_video_backend(model_dir, suite):
+    require_decord()
+    out, case = suite
+    ask = ("ask", str(out / case["video"]), case["question"], "--options", *case["options"], "--model", str(model_dir),
+           "--frames", "32", "--keep", "8", "--show-frames")  # fmt: skip
+    pyav = _answer_lines(run_cli(*ask, "--video-backend", "pyav"))
+    decord = _answer_lines(run_cli(*ask, "--video-backend", "decord"))
+    assert pyav["kept frames"] == decord["kept frames"] and pyav["answer"] == decord["answer"]
+    assert pyav == decord
+
+
+def test_ask_with_flash_attention_but_no_flash_attn_is_one_line(model_dir, suite, capsys):
+    out, case = suite
+    video = str(out / case["video"])
+    code, err = run_main(
+        capsys, "ask", video, "what?", "--model", model_dir, "--attn-implementation", "flash_attention_2"
+    )
+    assert code != 0 and len(err) == 1 and "flash_attention_2" in err[0] and "pip install" in err[0], err
 
 
 def test_ask_bad_inputs_are_one_line_errors(model_dir, tmp_path):

@@ -171,6 +171,9 @@ def test_a_job_logs_params_tags_metrics_and_artifacts(tmp_path):
         (["model=published", "model.path=/nonexistent/model"], "/nonexistent/model"),
         (["objective=speed"], "objective must be one or a list of"),
         (["schedule=parametric", "schedule.start=3", "schedule.end=2"], "needs 0 <= start < end <= 4 layers"),
+        (["video.backend=opencv"], "unknown video backend 'opencv'"),
+        (["model.attn_implementation=xformers"], "unknown attn_implementation 'xformers'"),
+        (["model.attn_implementation=flash_attention_2"], "flash_attention_2"),
     ],
 )
 def test_bad_values_are_one_line_and_never_finished(tmp_path, capsys, override, message):

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.conftest import require_decord
 from xcomp.errors import ConfigError, VideoError
 from xcomp.video import FrameSamplingConfig, decode, load_video, sample_frames, target_frame_count
 
@@ -32,9 +33,7 @@ def read_barcode(frame: np.ndarray) -> int:
     return sum(1 << bit for bit, value in enumerate(values) if value > 128)
 
 
-def write_video(
-    path: Path, count: int, fps: int = 4, codec: str = "libx264", gop: int = 8, **container_options
-):
+def write_video(path: Path, count: int, fps: int = 4, codec: str = "libx264", gop: int = 8, **container_options):
     with av.open(str(path), "w", container_options=container_options) as container:
         stream = container.add_stream(codec, rate=fps)
         stream.width = stream.height = SIDE
@@ -46,8 +45,28 @@ def write_video(
     return path
 
 
+def write_raw_stream(path: Path, count: int = 40) -> Path:
+    """A raw H.264 elementary stream: no container, so no timestamps, duration or index."""
+    with av.open(str(path), "w", format="h264") as container:
+        stream = container.add_stream("libx264", rate=4)
+        stream.width = stream.height = SIDE
+        stream.pix_fmt = "yuv420p"
+        for index in range(count):
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(barcode_frame(index), format="rgb24")))
+        container.mux(stream.encode())
+    return path
+
+
 def small_config(**overrides) -> FrameSamplingConfig:
     return FrameSamplingConfig(**{"min_frames": 4, "max_frames": 64, "size": None, **overrides})
+
+
+@pytest.fixture(params=["pyav", "decord"])
+def backend(request) -> str:
+    """Each file-decoding test runs on both backends (CI installs the decord extra)."""
+    if request.param == "decord":
+        require_decord()
+    return request.param
 
 
 def assert_one_line_error(excinfo: pytest.ExceptionInfo, path: Path, *words: str) -> None:
@@ -107,9 +126,9 @@ def test_invalid_sampling_config():
 @pytest.mark.parametrize(
     ("suffix", "codec"), [("mp4", "libx264"), ("mkv", "libx264"), ("webm", "libvpx-vp9"), ("avi", "mpeg4")]
 )
-def test_decodes_the_sampled_frames(tmp_path, suffix, codec):
+def test_decodes_the_sampled_frames(tmp_path, suffix, codec, backend):
     path = write_video(tmp_path / f"clip.{suffix}", 40, codec=codec)
-    video = load_video(path, small_config())
+    video = load_video(path, small_config(), backend=backend)
     assert len(video.frames) == 8  # 10 s at 1 fps, rounded down to a multiple of 4
     assert video.frames.dtype == np.uint8 and video.frames.shape[1:] == (SIDE, SIDE, 3)
     assert [read_barcode(f) for f in video.frames] == video.indices.tolist()
@@ -120,7 +139,7 @@ def test_decodes_the_sampled_frames(tmp_path, suffix, codec):
 @pytest.mark.parametrize("strategy", ["auto", "seek", "sequential"])
 def test_strategies_agree(tmp_path, strategy):
     path = write_video(tmp_path / "long.mp4", 240, fps=8, gop=12)
-    video = load_video(path, small_config(), num_frames=6, strategy=strategy)
+    video = load_video(path, small_config(), num_frames=6, strategy=strategy, backend="pyav")
     assert [read_barcode(f) for f in video.frames] == video.indices.tolist()
 
 
@@ -129,31 +148,70 @@ def test_auto_seeks_only_when_frames_are_far_apart(tmp_path, monkeypatch):
     real_seek = decode._seek
     monkeypatch.setattr(decode, "_seek", lambda *args: calls.append(args[3]) or real_seek(*args))
     path = write_video(tmp_path / "long.mp4", 480, fps=8, gop=12)
-    load_video(path, small_config(), num_frames=8)  # 60 frames apart, keyframes every 12: seek each time
+    load_video(path, small_config(), num_frames=8, backend="pyav")  # 60 apart, keyframes every 12: seek each
     assert len(calls) == 8
     calls.clear()
-    load_video(path, small_config(max_frames=256), num_frames=160)  # 3 frames apart: decode forward
+    load_video(path, small_config(max_frames=256), num_frames=160, backend="pyav")  # 3 apart: decode forward
     assert len(calls) == 1
 
 
 def test_raw_stream_without_index_or_duration(tmp_path):
     """A raw H.264 elementary stream has no timestamps, duration or index: frames are counted."""
-    path = tmp_path / "clip.h264"
-    with av.open(str(path), "w", format="h264") as container:
-        stream = container.add_stream("libx264", rate=4)
-        stream.width = stream.height = SIDE
-        stream.pix_fmt = "yuv420p"
-        for index in range(40):
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(barcode_frame(index), format="rgb24")))
-        container.mux(stream.encode())
+    path = write_raw_stream(tmp_path / "clip.h264")
     video = load_video(path, small_config(), num_frames=8)
     assert [read_barcode(f) for f in video.frames] == video.indices.tolist()
     assert np.all(np.diff(video.timestamps) > 0)
 
 
-def test_resizes_to_square(tmp_path):
+def test_backends_take_the_same_frames_and_pixels(tmp_path):
+    """Same indices and timestamps; pixels within 1 level (both convert YUV with FFmpeg, resize with PIL)."""
+    require_decord()
+    path = write_video(tmp_path / "long.mp4", 240, fps=8, gop=12)
+    for count, size in ((6, None), (40, 48)):
+        pyav = load_video(path, small_config(size=size), num_frames=count, backend="pyav")
+        decord = load_video(path, small_config(size=size), num_frames=count, backend="decord")
+        np.testing.assert_array_equal(decord.indices, pyav.indices)
+        np.testing.assert_allclose(decord.timestamps, pyav.timestamps, atol=1e-6)
+        assert decord.duration == pyav.duration
+        assert np.abs(decord.frames.astype(int) - pyav.frames.astype(int)).max() <= 1
+
+
+def test_auto_backend_is_pyav(tmp_path, monkeypatch):
+    """decord measured slower everywhere on 720p (and wrong on the 1-hour video): auto never picks it."""
+    require_decord()
+    used = []
+    real = decode.decord_reader.read_frames
+    monkeypatch.setattr(decode.decord_reader, "read_frames", lambda *args: used.append(1) or real(*args))
+    path = write_video(tmp_path / "long.mp4", 480, fps=8, gop=12)
+    load_video(path, small_config(), num_frames=8, backend="decord")
+    assert used == [1]
+    load_video(path, small_config(), num_frames=8)
+    load_video(path, small_config(max_frames=512), num_frames=480)
+    assert used == [1]
+
+
+def test_raw_stream_under_decord_is_one_line(tmp_path):
+    require_decord()
+    path = write_raw_stream(tmp_path / "clip.h264")
+    with pytest.raises(VideoError) as excinfo:
+        load_video(path, small_config(), num_frames=8, backend="decord")
+    assert_one_line_error(excinfo, path, "decord cannot decode this file", "pyav")
+
+
+def test_unknown_backend(tmp_path):
+    with pytest.raises(ConfigError, match="unknown video backend 'opencv'"):
+        load_video(write_video(tmp_path / "clip.mp4", 8), backend="opencv")
+
+
+def test_decord_backend_without_decord_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.setattr(decode.decord_reader, "available", lambda: False)
+    with pytest.raises(ConfigError, match=r'not installed: pip install -e "\.\[decord\]"'):
+        load_video(write_video(tmp_path / "clip.mp4", 8), backend="decord")
+
+
+def test_resizes_to_square(tmp_path, backend):
     path = write_video(tmp_path / "clip.mp4", 40)
-    video = load_video(path, small_config(size=48), num_frames=5, progress=True)
+    video = load_video(path, small_config(size=48), num_frames=5, progress=True, backend=backend)
     assert video.frames.shape == (5, 48, 48, 3)
     assert [read_barcode(f) for f in video.frames] == video.indices.tolist()
 
@@ -177,39 +235,39 @@ def test_frame_folder(tmp_path, suffix):
 # Bad inputs, each made for real.
 
 
-def test_missing_path(tmp_path):
+def test_missing_path(tmp_path, backend):
     with pytest.raises(VideoError) as excinfo:
-        load_video(tmp_path / "nothing.mp4")
+        load_video(tmp_path / "nothing.mp4", backend=backend)
     assert_one_line_error(excinfo, tmp_path / "nothing.mp4", "no such file")
 
 
-def test_text_file_named_mp4(tmp_path):
+def test_text_file_named_mp4(tmp_path, backend):
     path = tmp_path / "notes.mp4"
     path.write_text("these are not the frames you are looking for\n")
     with pytest.raises(VideoError) as excinfo:
-        load_video(path)
+        load_video(path, backend=backend)
     assert_one_line_error(excinfo, path, "cannot open as a video")
 
 
-def test_truncated_mp4_without_index(tmp_path):
+def test_truncated_mp4_without_index(tmp_path, backend):
     full = write_video(tmp_path / "full.mp4", 64).read_bytes()  # index (moov) written at the end
     path = tmp_path / "half.mp4"
     path.write_bytes(full[: len(full) // 2])
     with pytest.raises(VideoError) as excinfo:
-        load_video(path, small_config())
+        load_video(path, small_config(), backend=backend)
     assert_one_line_error(excinfo, path, "corrupt/truncated")
 
 
-def test_truncated_mp4_with_index_first(tmp_path):
+def test_truncated_mp4_with_index_first(tmp_path, backend):
     full = write_video(tmp_path / "full.mp4", 64, movflags="+faststart").read_bytes()
     path = tmp_path / "half.mp4"
     path.write_bytes(full[: len(full) // 2])
     with pytest.raises(VideoError) as excinfo:
-        load_video(path, small_config())
+        load_video(path, small_config(), backend=backend)
     assert_one_line_error(excinfo, path, "corrupt")  # "ends at ..." or "decoding failed ...", by cut point
 
 
-def test_audio_only_file(tmp_path):
+def test_audio_only_file(tmp_path, backend):
     path = tmp_path / "sound.mp4"
     with av.open(str(path), "w") as container:
         stream = container.add_stream("aac", rate=16000)
@@ -219,11 +277,11 @@ def test_audio_only_file(tmp_path):
         container.mux(stream.encode(frame))
         container.mux(stream.encode())
     with pytest.raises(VideoError) as excinfo:
-        load_video(path)
+        load_video(path, backend=backend)
     assert_one_line_error(excinfo, path, "no video stream")
 
 
-def test_video_stream_without_frame_data(tmp_path):
+def test_video_stream_without_frame_data(tmp_path, backend):
     data = write_video(tmp_path / "full.mp4", 16, movflags="+faststart").read_bytes()
     offset = 0
     while data[offset + 4 : offset + 8] != b"mdat":  # walk the top-level boxes to the media data
@@ -231,24 +289,24 @@ def test_video_stream_without_frame_data(tmp_path):
     path = tmp_path / "empty.mp4"
     path.write_bytes(data[: offset + 8])  # valid header listing 16 frames, no frame bytes
     with pytest.raises(VideoError) as excinfo:
-        load_video(path, small_config())
+        load_video(path, small_config(), backend=backend)
     assert_one_line_error(excinfo, path, "no decodable frames")
 
 
-def test_fewer_frames_than_requested(tmp_path):
+def test_fewer_frames_than_requested(tmp_path, backend):
     path = write_video(tmp_path / "short.mp4", 20)
     with pytest.raises(VideoError) as excinfo:
-        load_video(path, small_config(), num_frames=32)
+        load_video(path, small_config(), num_frames=32, backend=backend)
     assert_one_line_error(excinfo, path, "32 frames requested", "only 20")
-    assert len(load_video(path, small_config(allow_repeat=True), num_frames=32).frames) == 32
+    assert len(load_video(path, small_config(allow_repeat=True), num_frames=32, backend=backend).frames) == 32
 
 
-def test_unsupported_codec(tmp_path):
+def test_unsupported_codec(tmp_path, backend):
     mpeg4 = write_video(tmp_path / "mpeg4.avi", 16, codec="mpeg4").read_bytes()
     path = tmp_path / "unknown.avi"
     path.write_bytes(mpeg4.replace(b"FMP4", b"XQZ1"))  # a FourCC no decoder knows
     with pytest.raises(VideoError) as excinfo:
-        load_video(path)
+        load_video(path, backend=backend)
     assert_one_line_error(excinfo, path, "unsupported video codec")
 
 

@@ -55,8 +55,10 @@ def cmd_info(args: argparse.Namespace) -> int:
     print("tokens entering each decoder layer:")
     for method, cost in costs.items():
         print(f"  {method:>12}: {' '.join(str(n) for n in cost.tokens_per_layer)}")
-    print(f"\n{'method':>12} {'prefill FLOPs':>14} {'decode FLOPs/tok':>17} {'KV cache':>12} "
-          f"{'vision FLOPs':>13} {'tok-layers':>10} {'prefill':>8} {'KV':>8}")
+    print(
+        f"\n{'method':>12} {'prefill FLOPs':>14} {'decode FLOPs/tok':>17} {'KV cache':>12} "
+        f"{'vision FLOPs':>13} {'tok-layers':>10} {'prefill':>8} {'KV':>8}"
+    )
     for method, cost in costs.items():
         r = cost.ratio_to(dense)
         print(
@@ -83,6 +85,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
     """Answer a question about a video: sample frames, QC-Comp selection, LP-Comp generation."""
     from dataclasses import replace
 
+    from xcomp.model.attention import check_attn_implementation
     from xcomp.model.convert import load_config
     from xcomp.pipeline import XCompPipeline
     from xcomp.pipeline_config import load_pipeline_config
@@ -100,10 +103,13 @@ def cmd_ask(args: argparse.Namespace) -> int:
     sampling, qc = load_pipeline_config(model_path, clip, size)  # the model's own defaults, if it has them
     if args.frames:
         sampling = replace(sampling, min_frames=args.frames, max_frames=args.frames)
-    video = load_video(args.video, sampling, progress=sys.stderr.isatty())
+    check_attn_implementation(args.attn_implementation)
+    video = load_video(args.video, sampling, progress=sys.stderr.isatty(), backend=args.video_backend)
     given = {"scorer": args.scorer, "segment_frames": args.qc_segment_frames, "shifts": args.qc_shifts}
     qc = replace(qc, **{k: v for k, v in given.items() if v is not None})
-    pipe = XCompPipeline.from_pretrained(model_path, sampling=sampling, qc=qc)
+    pipe = XCompPipeline.from_pretrained(
+        model_path, sampling=sampling, qc=qc, attn_implementation=args.attn_implementation
+    )
     keep = None if args.keep is None else int(args.keep) if args.keep >= 1 else args.keep
     result = pipe.answer(video, args.question, options=args.options, keep=keep, max_new_tokens=args.max_new_tokens)
     _print_answer(result, args.options, args.show_frames)
@@ -189,6 +195,17 @@ def _add_qc_arguments(parser: argparse.ArgumentParser) -> None:
                              " 16 --qc-shifts 0' is one pass, 0.48x a dense prefill at 1,024 frames)")  # fmt: skip
 
 
+def _add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
+    """How `ask` and `demo` decode and attend: the video backend and the attention kernel."""
+    from xcomp.model.attention import ATTN_IMPLEMENTATIONS
+    from xcomp.video import BACKENDS
+
+    parser.add_argument("--video-backend", choices=BACKENDS, default="auto",
+                        help="video decoder (auto = pyav; decord needs the decord extra)")  # fmt: skip
+    parser.add_argument("--attn-implementation", choices=ATTN_IMPLEMENTATIONS, default="sdpa",
+                        help="attention kernel (flash_attention_2 needs the gpu extra and a CUDA GPU)")  # fmt: skip
+
+
 def build_parser() -> argparse.ArgumentParser:
     from xcomp.compression.compressors import COMPRESSORS
 
@@ -215,6 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--keep", type=float, help="frames kept by QC-Comp: a count, or a fraction < 1 (default: the "
                      "model's pipeline_config.json, else 0.25)")  # fmt: skip
     _add_qc_arguments(ask)
+    _add_runtime_arguments(ask)
     ask.add_argument("--max-new-tokens", type=int, default=32, help="answer length limit")
     ask.add_argument("--show-frames", action="store_true", help="print the kept frame indices and times")
     ask.set_defaults(func=cmd_ask)
@@ -230,6 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--keep", type=float,
                       help="frames kept by QC-Comp: a count, or a fraction < 1 (default: all, LP-Comp only)")  # fmt: skip
     _add_qc_arguments(demo)
+    _add_runtime_arguments(demo)
     demo.set_defaults(func=cmd_demo)
 
     conv = sub.add_parser("convert", help="published VideoChat-Flash/XComp checkpoint -> xcomp folder")
@@ -237,7 +256,6 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("dst", help="output folder")
     conv.add_argument("--compression", choices=methods)
     conv.set_defaults(func=cmd_convert)
-
 
     from xcomp.synth.command import add_arguments as add_synth_arguments
 

@@ -89,13 +89,15 @@ class XCompPipeline:
         path: str | os.PathLike,
         sampling: FrameSamplingConfig | None = None,
         qc: QCCompConfig | None = None,
+        attn_implementation: str = "sdpa",
         **kwargs,
     ) -> XCompPipeline:
         """Model and tokenizer from one local folder (ours or a published VideoChat-Flash/XComp one); frame
-        sampling and QC-Comp default to the folder's pipeline_config.json, if it has one."""
+        sampling and QC-Comp default to the folder's pipeline_config.json, if it has one; `attn_implementation`
+        is the attention kernel (sdpa, eager, flash_attention_2)."""
         from xcomp.model.convert import load_model
 
-        model = load_model(path)
+        model = load_model(path, attn_implementation)
         image_size = model.config.vision_config.image_size
         processor = XCompProcessor.from_pretrained(path, image_size=image_size)
         if sampling is None or qc is None:
@@ -200,9 +202,7 @@ class XCompPipeline:
             kept_timestamps=[float(video.timestamps[i]) for i in kept_list],
             num_frames=N,
             scores=scores,
-            accounting=self._accounting(
-                N, len(kept_list), n_encoded, text_tokens, scores, option_text_tokens, seconds
-            ),
+            accounting=self._accounting(N, len(kept_list), n_encoded, text_tokens, scores, option_text_tokens, seconds),
         )
 
     @torch.no_grad()

@@ -1,4 +1,4 @@
-"""Decode benchmark: sample 1,024 frames from a generated 1-hour 720p H.264 video.
+"""Decode benchmark: sample 64 and 1,024 frames from generated 10-minute and 1-hour 720p H.264 videos.
 
 The video is 1280x720, 25 fps, 90,000 frames, H.264 High profile (x264 ``veryfast``, crf 23,
 B-frames, a keyframe every ``--gop`` frames, 2 s by default as in streaming encodes). Encoding
@@ -8,13 +8,15 @@ packets are remuxed 60 times with shifted timestamps. The bitstream, and so the 
 is that of a real encode; only the pictures repeat every minute. The file is cached in the
 temp dir.
 
-Each decode strategy runs in a fresh process, so the peak RSS (``ru_maxrss``) reported is that
-of one ``load_video`` call plus the interpreter and imports (reported separately). Every sampled
-frame's barcode is checked against the frame index it should be.
+Each (video, frame count, backend) runs in a fresh process, so the peak RSS (``ru_maxrss``)
+reported is that of one ``load_video`` call plus the interpreter and imports (reported
+separately). Every sampled frame's barcode is checked against the frame index it should be.
+PyAV rows are named by their seeking strategy (``pyav/auto``: seek only when a keyframe is far
+enough ahead; ``pyav/sequential``: decode straight through; ``pyav/seek``: seek to every frame).
 
-Run: ``python -m xcomp.bench.decode`` (auto vs sequential, about 6 minutes on 2 cores including
-generation; ``--strategies auto seek sequential`` adds forced seeking; ``--quick`` uses a 10-minute
-video and takes about 2 minutes).
+Run: ``python -m xcomp.bench.decode`` (decord vs PyAV's auto strategy, both videos, 64 and 1,024
+frames; ``--backends decord pyav/auto pyav/sequential pyav/seek`` adds PyAV's other strategies;
+``--minutes 10`` only the short video).
 """
 
 from __future__ import annotations
@@ -116,18 +118,19 @@ def make_long_video(minutes: int, gop: int, directory: Path | None = None) -> Pa
     return path
 
 
-def _measure(path: str, strategy: str, frames: int, size: int) -> dict:
+def _measure(path: str, backend: str, frames: int, size: int) -> dict:
     """One timed ``load_video`` call (run in a fresh process for a clean peak RSS)."""
     config = FrameSamplingConfig(min_frames=frames, max_frames=frames, size=size)
+    library, _, strategy = backend.partition("/")
     base_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     start = time.perf_counter()
-    video = load_video(path, config, strategy=strategy)
+    video = load_video(path, config, strategy=strategy or "auto", backend=library)
     seconds = time.perf_counter() - start
     clip_frames = CLIP_SECONDS * FPS
     wrong = sum(read_barcode(f) != i % clip_frames for f, i in zip(video.frames, video.indices))
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {
-        "strategy": strategy,
+        "backend": backend,
         "frames": len(video.frames),
         "seconds": seconds,
         "base_mib": base_kib / 1024,
@@ -137,34 +140,36 @@ def _measure(path: str, strategy: str, frames: int, size: int) -> dict:
     }
 
 
+BACKENDS = ("decord", "pyav/auto", "pyav/sequential", "pyav/seek")
+"""Rows the benchmark can measure: decord, or PyAV with one of its seeking strategies."""
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--minutes", type=int, default=60, help="video length in minutes")
-    parser.add_argument("--quick", action="store_true", help="use a 10-minute video")
+    parser.add_argument("--minutes", type=int, nargs="+", default=[10, 60], help="video lengths in minutes")
     parser.add_argument("--gop", type=int, default=50, help="keyframe interval in frames")
-    parser.add_argument("--frames", type=int, default=1024, help="frames to sample")
+    parser.add_argument("--frames", type=int, nargs="+", default=[64, 1024], help="frame counts to sample")
     parser.add_argument("--size", type=int, default=448, help="output frame side")
-    parser.add_argument(
-        "--strategies", nargs="+", default=["auto", "sequential"], choices=["auto", "seek", "sequential"]
-    )
+    parser.add_argument("--backends", nargs="+", default=["decord", "pyav/auto"], choices=BACKENDS)
     args = parser.parse_args(argv)
-    minutes = 10 if args.quick else args.minutes
-    start = time.perf_counter()
-    path = make_long_video(minutes, args.gop)
-    print(
-        f"video: {path} ({path.stat().st_size / 2**20:.0f} MiB, ready in {time.perf_counter() - start:.0f}s)"
-    )
     print("RSS in MiB: before decoding (interpreter + imports), peak, and the returned frames array")
-    print(
-        f"{'strategy':<12}{'frames':>7}{'seconds':>9}{'frames/s':>10}{'RSS before':>11}{'peak':>7}{'output':>8}{'wrong':>7}"
-    )
-    for strategy in args.strategies:
-        with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
-            row = pool.submit(_measure, str(path), strategy, args.frames, args.size).result()
-        print(
-            f"{row['strategy']:<12}{row['frames']:>7}{row['seconds']:>9.1f}{row['frames'] / row['seconds']:>10.1f}"
-            f"{row['base_mib']:>11.0f}{row['peak_mib']:>7.0f}{row['output_mib']:>8.0f}{row['wrong']:>7}"
-        )
+    header = f"{'video':<8}{'backend':<17}{'frames':>7}{'seconds':>9}{'frames/s':>10}"
+    print(header + f"{'RSS before':>11}{'peak':>7}{'output':>8}{'wrong':>7}")
+    for minutes in args.minutes:
+        start = time.perf_counter()
+        path = make_long_video(minutes, args.gop)
+        size_mib = path.stat().st_size / 2**20
+        print(f"# {path} ({size_mib:.0f} MiB, ready in {time.perf_counter() - start:.0f}s)", flush=True)
+        for frames in args.frames:
+            for backend in args.backends:
+                with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
+                    row = pool.submit(_measure, str(path), backend, frames, args.size).result()
+                print(
+                    f"{f'{minutes} min':<8}{backend:<17}{row['frames']:>7}{row['seconds']:>9.1f}"
+                    f"{row['frames'] / row['seconds']:>10.1f}{row['base_mib']:>11.0f}{row['peak_mib']:>7.0f}"
+                    f"{row['output_mib']:>8.0f}{row['wrong']:>7}",
+                    flush=True,
+                )
     return 0
 
 

@@ -33,10 +33,15 @@ STAGES = ("load", "vision", "scoring", "generate", "option_scoring")
 
 
 def load_suite(
-    questions: str | Path, frames: int, image_size: int, limit: int | None = None, progress: bool = False
+    questions: str | Path,
+    frames: int,
+    image_size: int,
+    limit: int | None = None,
+    progress: bool = False,
+    backend: str = "auto",
 ) -> tuple[list[dict], dict]:
     """The (first ``limit``) questions and each one's video decoded to ``frames`` frames of ``image_size`` px
-    (keyed by id)."""
+    (keyed by id) by video ``backend``."""
     from xcomp.synth.generate import read_questions
     from xcomp.video import FrameSamplingConfig, load_video
 
@@ -45,7 +50,7 @@ def load_suite(
     sampling = FrameSamplingConfig(size=image_size, min_frames=4, max_frames=max(frames, 4), allow_repeat=True)
     videos = {}
     for row in tqdm(rows, desc=f"decode @{frames}", disable=not progress):
-        videos[row["id"]] = load_video(questions.parent / row["video"], sampling, num_frames=frames)
+        videos[row["id"]] = load_video(questions.parent / row["video"], sampling, num_frames=frames, backend=backend)
     return rows, videos
 
 
@@ -125,7 +130,10 @@ def summarize(records: Sequence[Record]) -> dict[str, float]:
         out[f"accuracy.{family}"] = accuracy(rows)
     bins = [f"{DEPTH_BINS[i]:.1f}-{DEPTH_BINS[i + 1]:.1f}" for i in range(len(DEPTH_BINS) - 1)]
     selected = [r for r in records if len(r.kept_frames) < r.frames]
-    for prefix, metric, subset in (("accuracy_by_depth", accuracy, records), ("frame_recall_by_depth", recall, selected)):
+    for prefix, metric, subset in (
+        ("accuracy_by_depth", accuracy, records),
+        ("frame_recall_by_depth", recall, selected),
+    ):
         for cells in event_by_depth(subset, metric).values():  # one (system, frames) group per run
             for label, (value, count) in zip(bins, cells):
                 if count:

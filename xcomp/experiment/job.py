@@ -27,6 +27,7 @@ from omegaconf.errors import OmegaConfBaseException
 from xcomp.errors import ConfigError, XCompError
 from xcomp.experiment import suites
 from xcomp.experiment.callbacks import PARENT_FILE
+from xcomp.model.attention import check_attn_implementation
 from xcomp.tracking import (
     TAG_ERROR,
     TAG_FINGERPRINT,
@@ -38,11 +39,17 @@ from xcomp.tracking import (
     git_state,
     run_name,
 )
+from xcomp.video.decode import check_backend
 
 log = logging.getLogger(__name__)
 
 METRICS = (
-    "accuracy", "accuracy_se", "token_layers_ratio", "prefill_flops_ratio", "kv_cache_bytes_ratio", "scoring_flops",
+    "accuracy",
+    "accuracy_se",
+    "token_layers_ratio",
+    "prefill_flops_ratio",
+    "kv_cache_bytes_ratio",
+    "scoring_flops",
 )
 OBJECTIVES = METRICS + tuple(f"val.{m}" for m in METRICS)
 """Metrics a job can return to a sweeper (`objective=`; ``val.*`` for a job scored on validation, `test=false`)."""
@@ -60,12 +67,18 @@ def check(cfg: DictConfig) -> None:
         raise ConfigError(f"frames must be >= 1, got {cfg.frames}")
     if cfg.max_new_tokens < 1:
         raise ConfigError(f"max_new_tokens must be >= 1, got {cfg.max_new_tokens}")
+    check_backend(cfg.video.backend)
+    check_attn_implementation(cfg.model.attn_implementation)
+    if cfg.model.attn_implementation == "flash_attention_2":
+        raise ConfigError("jobs evaluate on the CPU, where flash_attention_2 cannot run; use sdpa or eager here")
     objectives = objective_names(cfg)
     if not objectives or any(o not in OBJECTIVES for o in objectives):
         raise ConfigError(f"objective must be one or a list of {', '.join(OBJECTIVES)}; got {cfg.objective}")
     prefix = "" if cfg.test else "val."
     if any(o.startswith("val.") == cfg.test for o in objectives):
-        raise ConfigError(f"a job with test={cfg.test} is scored on {prefix or 'test '}metrics; objective {cfg.objective}")
+        raise ConfigError(
+            f"a job with test={cfg.test} is scored on {prefix or 'test '}metrics; objective {cfg.objective}"
+        )
     validates = not cfg.test or (cfg.train is not None and cfg.train.val_every)
     if validates and cfg.val.n < 1:
         raise ConfigError(f"val.n must be >= 1 question per family, got {cfg.val.n}")
@@ -195,20 +208,21 @@ def evaluate(cfg: DictConfig, compressor, fields: dict) -> tuple[dict[str, float
     import torch
 
     from xcomp.evaluation.runner import answer_questions, prediction_rows, summarize
+    from xcomp.model.attention import use_attn_implementation
     from xcomp.model.convert import load_config, load_model
     from xcomp.model.modeling import XCompForCausalLM
     from xcomp.model.processing import XCompProcessor
     from xcomp.pipeline import XCompPipeline
 
-    path = cfg.model.path
+    path, attn = cfg.model.path, cfg.model.attn_implementation
     config = load_config(path)
     image_size = config.vision_config.image_size
     processor = XCompProcessor.from_pretrained(path, image_size=image_size)
     if cfg.model.random_init:
         torch.manual_seed(cfg.seed)
-        model = XCompForCausalLM(config.with_compression(**fields))
+        model = use_attn_implementation(XCompForCausalLM(config.with_compression(**fields)), attn)
     else:
-        model = load_model(path, **fields)
+        model = load_model(path, attn, **fields)
     suite = suites.load(cfg, suites.scored_data(cfg), image_size)
     pipe = XCompPipeline(model, processor, selector=build(cfg.select))
     records = answer_questions(pipe, suite.rows, suite.videos, system=compressor.name,
@@ -223,7 +237,10 @@ def scored(cfg: DictConfig, metrics: dict[str, float]) -> dict[str, float]:
 
 def used(config) -> dict[str, str]:
     """Tags saying what a model ran with: its compression and per-layer schedule."""
-    return {"compression": config.compression, "schedule.kept": json.dumps(config.compression_schedule().kept)}
+    return {
+        "compression": config.compression,
+        "schedule.kept": json.dumps(config.compression_schedule().kept),
+    }
 
 
 def _primary_process() -> bool:
@@ -257,12 +274,14 @@ def _start_run(tracker, unfinished, parent_id, job_key, settings, overrides, hyd
         from hydra_plugins.xcomp_optuna_sweeper.optuna_sweeper import masked
 
         sweeper = hydra.sweeper
-        tags.update({
-            "optuna.trial": str(settings["trial"]),
-            "optuna.study": str(sweeper.get("study_name")),
-            "optuna.sampler": str(sweeper.get("sampler", {}).get("_target_", "")).rsplit(".", 1)[-1],
-            "optuna.storage": masked(sweeper.get("storage")),
-        })
+        tags.update(
+            {
+                "optuna.trial": str(settings["trial"]),
+                "optuna.study": str(sweeper.get("study_name")),
+                "optuna.sampler": str(sweeper.get("sampler", {}).get("_target_", "")).rsplit(".", 1)[-1],
+                "optuna.storage": masked(sweeper.get("storage")),
+            }
+        )
     if parent_id is not None:
         tags[TAG_PARENT] = parent_id
         tags["sweep_id"] = parent_id

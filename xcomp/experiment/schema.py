@@ -27,6 +27,16 @@ class ModelConfig:
     """Model folder: ours (`save_pretrained`) or a published VideoChat-Flash / XComp one."""
     random_init: bool = False
     """Random weights (seeded by `seed`) in the folder's architecture, with its tokenizer."""
+    attn_implementation: str = "sdpa"
+    """Attention kernel of the evaluated model: sdpa, eager, or flash_attention_2 (the `gpu` extra, CUDA)."""
+
+
+@dataclass
+class VideoConfig:
+    """How video files are decoded."""
+
+    backend: str = "auto"
+    """Decoding library: auto (PyAV: decord measured slower, see xcomp.video.decode), pyav, or decord (the decord extra)."""
 
 
 @dataclass
@@ -134,6 +144,8 @@ class RunConfig:
     """Frame selector, a `_target_` node (group `select`)."""
     data: Any = MISSING
     """The QA suite (group `data`)."""
+    video: VideoConfig = field(default_factory=VideoConfig)
+    """Video decoding of the suites' files."""
     logger: LoggerConfig = MISSING
     """Tracking (group `logger`)."""
     train: Any = None

@@ -42,5 +42,7 @@ def load(cfg: DictConfig, data: DictConfig, image_size: int):
     from xcomp.train.suite_eval import Suite
 
     limit = data.limit if data.source == "jsonl" else None
-    rows, videos = load_suite(suite_path(data, cfg.progress), cfg.frames, image_size, limit, cfg.progress)
+    rows, videos = load_suite(
+        suite_path(data, cfg.progress), cfg.frames, image_size, limit, cfg.progress, cfg.video.backend
+    )
     return Suite(rows, videos)

@@ -204,7 +204,9 @@ def load_published(folder: str | Path, **compression):
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [k for k in missing if not (k == "lm_head.weight" and config.tie_word_embeddings)]
     if missing or unexpected:
-        raise ConfigError(f"checkpoint does not match the architecture: missing {missing[:5]}, unexpected {unexpected[:5]}")
+        raise ConfigError(
+            f"checkpoint does not match the architecture: missing {missing[:5]}, unexpected {unexpected[:5]}"
+        )
     model.tie_weights()
     dtype = getattr(torch, str(data.get("torch_dtype", "float32")).replace("torch.", ""), torch.float32)
     return model.to(dtype).eval()
@@ -235,18 +237,22 @@ def load_config(path: str | Path) -> XCompConfig:
     return config_from_published(data)
 
 
-def load_model(path: str | Path, **compression):
+def load_model(path: str | Path, attn_implementation: str = "sdpa", **compression):
     """`XCompForCausalLM` from our `save_pretrained` folder or from a published VideoChat-Flash/XComp folder.
 
-    `compression` overrides the stored compression setting (e.g. ``compression="lp_comp"``).
+    `attn_implementation` is the attention kernel (`xcomp.model.attention`); `compression` overrides the stored
+    compression setting (e.g. ``compression="lp_comp"``).
     """
+    from xcomp.model.attention import check_attn_implementation, use_attn_implementation
     from xcomp.model.modeling import XCompForCausalLM
 
+    check_attn_implementation(attn_implementation)
     path = Path(path)
     model_config_file(path)
     if is_published_layout(path):
-        return load_published(path, **compression)
+        return use_attn_implementation(load_published(path, **compression), attn_implementation)
     config = load_config(path)
     if compression:
         config = config.with_compression(**compression)
-    return XCompForCausalLM.from_pretrained(str(path), config=config).eval()
+    model = XCompForCausalLM.from_pretrained(str(path), config=config).eval()
+    return use_attn_implementation(model, attn_implementation)

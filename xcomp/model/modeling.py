@@ -95,10 +95,15 @@ def additive_mask(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return mask.masked_fill_(~allowed, torch.finfo(dtype).min)[:, None]
 
 
-def prefill_mask(valid: torch.Tensor, dtype: torch.dtype) -> torch.Tensor | None:
-    """Causal mask over a left-padded sequence, or None (fast causal path) when nothing is padded."""
-    if bool(valid.all()):
+def prefill_mask(valid: torch.Tensor, dtype: torch.dtype, implementation: str) -> torch.Tensor | None:
+    """Causal mask over a left-padded sequence for attention kernel ``implementation``.
+
+    None (the kernel's own causal path) when nothing is padded, except for eager attention, which applies
+    only the mask it is given; flash-attn takes the [B, S] padding mask (it unpads and applies causality)."""
+    if implementation != "eager" and bool(valid.all()):
         return None
+    if implementation == "flash_attention_2":
+        return valid.long()
     S = valid.shape[1]
     causal = torch.ones(S, S, dtype=torch.bool, device=valid.device).tril()
     allowed = causal[None] & valid[:, None, :]
@@ -139,6 +144,7 @@ class XCompPreTrainedModel(PreTrainedModel):
     supports_gradient_checkpointing = True
     _no_split_modules = ["Qwen2DecoderLayer", "UMTBlock"]
     _supports_sdpa = True
+    _supports_flash_attn = True
     _supports_attention_backend = True
 
     @torch.no_grad()
@@ -317,7 +323,8 @@ class XCompModel(XCompPreTrainedModel):
         hidden_states = [] if output_hidden_states else None
         scores = None
         pos_emb = lm.rotary_emb(tokens.hidden, tokens.position)
-        mask = prefill_mask(tokens.valid, tokens.hidden.dtype)  # rebuilt only when a drop changes the tokens
+        attention = cfg._attn_implementation
+        mask = prefill_mask(tokens.valid, tokens.hidden.dtype, attention)  # rebuilt only when a drop changes the tokens
         for i, layer in enumerate(lm.layers):
             k = schedule.kept[i]
             if k < per_frame:
@@ -326,7 +333,7 @@ class XCompModel(XCompPreTrainedModel):
                 if renumber:
                     tokens = replace(tokens, position=renumbered_positions(tokens.valid))
                 pos_emb = lm.rotary_emb(tokens.hidden, tokens.position)
-                mask = prefill_mask(tokens.valid, tokens.hidden.dtype)
+                mask = prefill_mask(tokens.valid, tokens.hidden.dtype, attention)
                 per_frame = k
             counts.append(tokens.valid.sum(dim=1))
             if hidden_states is not None:
@@ -395,6 +402,7 @@ class XCompModel(XCompPreTrainedModel):
         new_valid = torch.ones(B, Q, dtype=torch.bool, device=hidden.device)
         causal = torch.ones(Q, Q, dtype=torch.bool, device=hidden.device).tril()
         pos_emb = None
+        flash = self.config._attn_implementation == "flash_attention_2"
         if not renumber:
             pos_emb = lm.rotary_emb(hidden, cache.next_position[:, None] + step)
         for i, layer in enumerate(lm.layers):
@@ -402,7 +410,9 @@ class XCompModel(XCompPreTrainedModel):
             if renumber:
                 pos_emb = lm.rotary_emb(hidden, key_valid.sum(dim=1, keepdim=True) + step)
             mask = None
-            if Q > 1 or not bool(key_valid.all()):
+            if flash and not bool(key_valid.all()):  # new tokens last: flash-attn's causal alignment
+                mask = torch.cat([key_valid, new_valid], dim=1).long()
+            elif not flash and (Q > 1 or not bool(key_valid.all())):
                 allowed = torch.cat([key_valid[:, None, :].expand(B, Q, -1), causal[None].expand(B, Q, Q)], dim=2)
                 mask = additive_mask(allowed, hidden.dtype)
             hidden = layer(hidden, attention_mask=mask, position_embeddings=pos_emb, cache=cache, use_cache=True)

@@ -1,20 +1,27 @@
 """Decode sampled frames from a video file or a folder of frame images.
 
-Decoder choice, measured on the 2-core x86-64 dev machine (1,024 frames at 448 from generated
-720p H.264 videos; details and numbers in docs/synthetic_suite.md):
+Two backends read video files, chosen by ``backend`` (``video.backend`` in a job's config,
+``--video-backend`` on ``xcomp ask`` / ``demo``):
 
-* PyAV 18 (FFmpeg 8 inside the wheel; wheels for x86-64 and aarch64 Linux, macOS, Windows;
-  actively maintained) is the decoder: 85 s for the 1-hour video with keyframe seeking, 201 s
-  decoding every frame. It exposes seeking, frame timestamps and the container's keyframe index.
-* decord 0.6.0 (last release 2021, x86-64 wheels only, no aarch64): 170 s for the same frames
-  and twice the memory.
-* torchcodec 0.17 from PyPI does not import with the CPU build of torch (its image library
-  needs CUDA's libnvrtc); the CPU build lives on the PyTorch wheel index and also needs the
-  system FFmpeg libraries, so it could not be measured or depended on.
+* ``pyav``: PyAV 18 (FFmpeg inside the wheel; wheels for x86-64 and aarch64 Linux, macOS,
+  Windows), always installed. Seeks to keyframes only where that beats decoding forward
+  (``DecodeStrategy``), reads raw streams without an index or timestamps by decoding forward.
+* ``decord``: the ``decord2`` fork of decord (optional extra, ``xcomp.video.decord_reader``), what
+  LLaVA / VideoChat-Flash code decodes with.
+* ``auto``: PyAV. Measured side by side (``xcomp.bench.decode``, docs/benchmarks.md), decord was
+  slower in every case on 720p (64 and 1,024 frames of 10-minute and 1-hour videos: 1.3-1.6x PyAV's
+  time), held 1.8x the memory, and on the 1-hour video returned wrong frames (6 of 64, 337 of 1,024,
+  with only a warning on stderr); on a 360p video with 10-second GOPs it was 10 % faster. Nothing
+  measured makes it the better default, so ``auto`` picks it nowhere until a measurement does.
 
-No second library is kept. The fallbacks live inside PyAV: streams without an index or
-timestamps (raw ``.h264``) are decoded forward, and anything FFmpeg cannot decode can be given
-as a folder of extracted frames.
+Both take the same frames: the container is probed and the schedule drawn with PyAV either way, and
+frames are resized by the same PIL bicubic. When decord fails on a file, PyAV decodes it to name what
+is wrong, so the one-line errors are the same; a file only decord fails on is an error that says
+PyAV can decode it. Frame folders are read with PIL whatever the
+backend.
+
+torchcodec 0.17 from PyPI does not import with the CPU build of torch (its image library needs
+CUDA's libnvrtc), so it is not a backend.
 
 Memory stays bounded: each wanted frame is converted and resized as soon as it is decoded and
 written into one preallocated ``[T, size, size, 3]`` array; decoded frames are never collected.
@@ -33,12 +40,19 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from xcomp.errors import VideoError
+from xcomp.errors import ConfigError, VideoError
+from xcomp.video import decord_reader
 from xcomp.video.sampling import FrameSamplingConfig, FrameSchedule, sample_frames
 
 DecodeStrategy = Literal["auto", "seek", "sequential"]
 """auto: seek only when a keyframe is likely between the current position and the next wanted frame;
 seek: seek before every wanted frame that is not the next one; sequential: never seek."""
+
+VideoBackend = Literal["auto", "pyav", "decord"]
+"""Which library decodes video files (see the module docstring)."""
+
+BACKENDS = ("auto", "pyav", "decord")
+"""The values of ``VideoBackend``."""
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 """Files taken as frames in a frame folder."""
@@ -73,15 +87,27 @@ def load_video(
     num_frames: int | None = None,
     progress: bool = False,
     strategy: DecodeStrategy = "auto",
+    backend: VideoBackend = "auto",
 ) -> Video:
-    """Sample frames from a video file or a folder of frame images (see ``sample_frames``)."""
+    """Sample frames from a video file or a folder of frame images (see ``sample_frames``).
+
+    ``strategy`` is PyAV's seeking policy; ``backend`` picks the library that decodes files."""
     config = config or FrameSamplingConfig()
+    check_backend(backend)
     path = Path(path)
     if not path.exists():
         raise VideoError(f"{path}: no such file or folder")
     if path.is_dir():
         return _load_folder(path, config, num_frames, progress)
-    return _load_file(path, config, num_frames, progress, strategy)
+    return _load_file(path, config, num_frames, progress, strategy, backend)
+
+
+def check_backend(backend: str) -> None:
+    """Refuse an unknown backend, or decord where it is not installed, in one line."""
+    if backend not in BACKENDS:
+        raise ConfigError(f"unknown video backend {backend!r}; expected one of {', '.join(BACKENDS)}")
+    if backend == "decord" and not decord_reader.available():
+        raise ConfigError('video backend "decord" is not installed: pip install -e ".[decord]" (decord2)')
 
 
 def _square(array: np.ndarray, size: int | None) -> np.ndarray:
@@ -151,7 +177,12 @@ class _StreamInfo:
 
 
 def _load_file(
-    path: Path, config: FrameSamplingConfig, num_frames: int | None, progress: bool, strategy: DecodeStrategy
+    path: Path,
+    config: FrameSamplingConfig,
+    num_frames: int | None,
+    progress: bool,
+    strategy: DecodeStrategy,
+    backend: VideoBackend,
 ) -> Video:
     try:
         container = av.open(str(path), metadata_errors="ignore")
@@ -169,8 +200,21 @@ def _load_file(
         schedule = sample_frames(info.duration, info.fps, info.n_total, config, num_frames, source=str(path))
         with _progress(len(schedule.indices), progress, path.name) as bar:
             sink = _FrameSink(len(schedule.indices), config.size, bar)
-            _decode_schedule(container, stream, info, schedule, sink, strategy, path)
+            if backend == "decord":
+                _decode_with_decord(container, stream, info, schedule, sink, strategy, path)
+            else:
+                _decode_schedule(container, stream, info, schedule, sink, strategy, path)
     return Video(sink.frames, sink.times, schedule.indices, info.duration, str(path))
+
+
+def _decode_with_decord(container, stream, info, schedule, sink, strategy, path: Path) -> None:
+    """decord reads the schedule; where it fails, PyAV decodes the file to name the fault."""
+    try:
+        decord_reader.read_frames(path, schedule.indices, lambda slot, rgb, time: sink.store(slot, slot + 1, rgb, time))
+    except decord_reader.DecordFailure as failure:
+        sink.reset()
+        _decode_schedule(container, stream, info, schedule, sink, strategy, path)
+        raise VideoError(f"{path}: decord cannot decode this file ({failure}); video backend pyav can") from failure
 
 
 def _check_codec(stream: av.VideoStream, path: Path) -> None:
@@ -268,12 +312,16 @@ class _FrameSink:
         self.frames: np.ndarray | None = None
         self.times = np.zeros(count, np.float64)
 
-    def store(self, start: int, stop: int, frame: av.VideoFrame, time: float) -> None:
-        image = _square(frame.to_ndarray(format="rgb24"), self.size)  # ~30x faster than to_image()
+    def store(self, start: int, stop: int, rgb: np.ndarray, time: float) -> None:
+        image = _square(rgb, self.size)
         if self.frames is None:
             self.frames = np.empty((self.count, *image.shape), np.uint8)
         self.frames[start:stop], self.times[start:stop] = image, time
         self.bar.update(stop - start)
+
+    def reset(self) -> None:
+        """Start over (a backend gave up part way)."""
+        self.bar.reset()
 
 
 def _decode_schedule(
@@ -318,7 +366,7 @@ def _decode_schedule(
         while stop < len(targets) and targets[stop] - tolerance <= time:
             stop += 1
         if stop > slot:
-            sink.store(slot, stop, frame, time)
+            sink.store(slot, stop, _rgb(frame), time)
             slot = stop
     if slot < len(targets):
         _fill_tail(sink, slot, targets, last, info, path)
@@ -337,9 +385,7 @@ def _next_frame(decoder, path: Path, position: float) -> av.VideoFrame | None:
         return next(decoder, None)
     except av.error.FFmpegError as error:
         where = "at the start" if position == -np.inf else f"after {position:.2f}s"
-        raise VideoError(
-            f"{path}: decoding failed {where} (corrupt or truncated data: {error.strerror})"
-        ) from error
+        raise VideoError(f"{path}: decoding failed {where} (corrupt or truncated data: {error.strerror})") from error
 
 
 def _fill_tail(sink: _FrameSink, slot: int, targets: np.ndarray, last, info: _StreamInfo, path: Path) -> None:
@@ -349,7 +395,10 @@ def _fill_tail(sink: _FrameSink, slot: int, targets: np.ndarray, last, info: _St
     frame, time = last
     if targets[-1] - time > _EOF_TOLERANCE_FRAMES / info.fps:
         raise VideoError(
-            f"{path}: video ends at {time:.2f}s but its metadata says {info.duration:.2f}s "
-            "(truncated or corrupt file)"
+            f"{path}: video ends at {time:.2f}s but its metadata says {info.duration:.2f}s (truncated or corrupt file)"
         )
-    sink.store(slot, len(targets), frame, time)
+    sink.store(slot, len(targets), _rgb(frame), time)
+
+
+def _rgb(frame: av.VideoFrame) -> np.ndarray:
+    return frame.to_ndarray(format="rgb24")  # ~30x faster than to_image()

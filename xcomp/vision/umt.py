@@ -9,13 +9,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers.models.qwen2.modeling_qwen2 import eager_attention_forward
 
 from xcomp.vision.config import UMTVisionConfig
 
 
-def sincos_pos_embed(
-    dim: int, num_frames: int, grid: int, base_frames: int = 4, base_grid: int = 14
-) -> torch.Tensor:
+def sincos_pos_embed(dim: int, num_frames: int, grid: int, base_frames: int = 4, base_grid: int = 14) -> torch.Tensor:
     """Fixed position embedding [1, num_frames * grid**2, dim], as the published UMT builds it.
 
     The table is a *1-D* transformer sinusoid over the base_frames * base_grid**2 token positions UMT was
@@ -55,7 +55,11 @@ class FixedPositionEmbedding(nn.Module):
     def compute_table(self) -> torch.Tensor:
         c = self.config
         return sincos_pos_embed(
-            c.hidden_size, c.num_frames // c.tubelet_size, c.grid_size, c.pos_embed_base_frames, c.pos_embed_base_grid
+            c.hidden_size,
+            c.num_frames // c.tubelet_size,
+            c.grid_size,
+            c.pos_embed_base_frames,
+            c.pos_embed_base_grid,
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -74,12 +78,20 @@ class PatchEmbed(nn.Module):
 
 
 class Attention(nn.Module):
-    """Multi-head self-attention; the qkv projection has q and v biases but no k bias (BEiT style)."""
+    """Multi-head self-attention; the qkv projection has q and v biases but no k bias (BEiT style).
+
+    The kernel is transformers' attention interface named by ``config._attn_implementation`` (``sdpa`` when
+    unset; ``eager``, ``flash_attention_2``), as in the LLM's layers."""
+
+    is_causal = False
+    num_key_value_groups = 1
 
     def __init__(self, config: UMTVisionConfig):
         super().__init__()
         dim = config.hidden_size
+        self.config = config
         self.num_heads = config.num_attention_heads
+        self.scaling = (dim // self.num_heads) ** -0.5
         self.qkv = nn.Linear(dim, 3 * dim, bias=False)
         self.q_bias = nn.Parameter(torch.zeros(dim))
         self.v_bias = nn.Parameter(torch.zeros(dim))
@@ -90,8 +102,10 @@ class Attention(nn.Module):
         bias = torch.cat((self.q_bias, torch.zeros_like(self.v_bias), self.v_bias))
         qkv = F.linear(x, self.qkv.weight, bias).reshape(b, n, 3, self.num_heads, c // self.num_heads)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
-        x = F.scaled_dot_product_attention(q, k, v)
-        return self.proj(x.transpose(1, 2).reshape(b, n, c))
+        implementation = self.config._attn_implementation or "sdpa"
+        attend = eager_attention_forward if implementation == "eager" else ALL_ATTENTION_FUNCTIONS[implementation]
+        x, _ = attend(self, q, k, v, None, scaling=self.scaling, dropout=0.0)
+        return self.proj(x.reshape(b, n, c))
 
 
 class Mlp(nn.Module):
@@ -164,11 +178,7 @@ class UMTVisionTower(nn.Module):
                 f"expected frames of shape {(cfg.num_channels, cfg.image_size, cfg.image_size)}, got {(c, h, w)}"
             )
         weight = self.encoder.patch_embed.proj.weight
-        clips = (
-            pixel_values.to(weight.dtype)
-            .reshape(t // cfg.num_frames, cfg.num_frames, c, h, w)
-            .transpose(1, 2)
-        )
+        clips = pixel_values.to(weight.dtype).reshape(t // cfg.num_frames, cfg.num_frames, c, h, w).transpose(1, 2)
         use_checkpoint = self.gradient_checkpointing and self.training
         chunks = clips.split(clip_batch_size or clips.shape[0])
         features = torch.cat([self.encoder(chunk, use_checkpoint) for chunk in chunks])
