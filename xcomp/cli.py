@@ -186,6 +186,22 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    """(Re)render reports/NAME from MLflow alone: the latest sweep of +experiment=NAME, or --sweep."""
+    from xcomp.reporting.render import render
+    from xcomp.reporting.sweep import latest_sweep, report_settings
+
+    experiment = args.experiment or args.name
+    sweep = args.sweep or latest_sweep(args.tracking_uri, experiment, args.name)
+    settings = report_settings(args.tracking_uri, sweep)
+    notebook = args.notebook or settings.pop("notebook", "sweep_report")
+    settings.pop("notebook", None)
+    parameters = {"title": args.name, **settings, "tracking_uri": args.tracking_uri, "experiment": experiment}
+    parameters["sweep"] = sweep
+    print(f"report: {render(notebook, args.out or f'reports/{args.name}', parameters)} (sweep {sweep})")
+    return 0
+
+
 def _add_qc_arguments(parser: argparse.ArgumentParser) -> None:
     """QC-Comp scoring options shared by `ask` and `demo`."""
     parser.add_argument("--scorer", choices=["local", "global"], help="QC-Comp frame scorer (default: local)")
@@ -250,6 +266,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_qc_arguments(demo)
     _add_runtime_arguments(demo)
     demo.set_defaults(func=cmd_demo)
+
+    report = sub.add_parser("report", help="render reports/NAME from a sweep's MLflow runs")
+    report.add_argument("name", help="the experiment (experiments/NAME.yaml); its runs are in MLflow experiment NAME")
+    report.add_argument("--sweep", help="the sweep's parent run id (default: the latest sweep of +experiment=NAME)")
+    report.add_argument("--tracking-uri", default="sqlite:///mlflow.db", help="MLflow store (default: ./mlflow.db)")
+    report.add_argument("--experiment", help="MLflow experiment (default: NAME)")
+    report.add_argument("--notebook", help="notebook in notebooks/ (default: the one the sweep rendered with)")
+    report.add_argument("--out", help="output folder (default: reports/NAME)")
+    report.set_defaults(func=cmd_report)
 
     conv = sub.add_parser("convert", help="published VideoChat-Flash/XComp checkpoint -> xcomp folder")
     conv.add_argument("src", help="published checkpoint folder (config.json + safetensors)")

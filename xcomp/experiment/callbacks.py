@@ -29,6 +29,11 @@ SWEEPER_FILES = ("optimization_results.yaml", "trials.csv")
 """What a sweeper leaves in the sweep folder (the Optuna sweeper: best parameters or Pareto front, every trial)."""
 
 
+def report_command(config: DictConfig) -> str:
+    """The command line that made this sweep (as the report states it)."""
+    return " ".join(["python run.py -m", *config.hydra.overrides.task])
+
+
 class MLflowSweep(Callback):
     """Parent run per sweep; summary at its end."""
 
@@ -79,9 +84,33 @@ class MLflowSweep(Callback):
                 pareto = trials[trials["pareto"]].drop(columns=["pareto"])
                 self.tracker.client.log_text(self.parent_id, pareto.to_markdown(index=False), "pareto.md")
         self.tracker.finish_sweep(self.parent_id, summary, failed)
+        if config.report is not None:
+            self._render(config)
         shown = summary.attrs.get("axes", []) + [c for c in SUMMARY_COLUMNS if c in summary.columns]
         print(summary[shown].to_markdown(index=False, floatfmt=".3f") if len(summary) else "(no jobs)")
         others = f", {running} running (other workers)" if running else ""
         print(f"sweep: {len(summary) - failed - running} finished, {failed} failed{others}; parent run {self.parent_id}")
         if failed:
             sys.exit(1)
+
+    def _render(self, config: DictConfig) -> None:
+        """Render the experiment's report from MLflow into `paths.reports/<report.name>` and log it to the parent."""
+        from xcomp.errors import XCompError
+        from xcomp.reporting.render import render
+
+        report = config.report
+        out = Path(config.paths.reports) / report.name
+        parameters = {
+            "tracking_uri": config.logger.tracking_uri, "experiment": config.logger.experiment,
+            "sweep": self.parent_id, "title": report.title, "command": report_command(config),
+        }  # fmt: skip
+        settings = {"name": report.name, "notebook": report.notebook, "title": report.title, "command": parameters["command"]}
+        for key, value in settings.items():
+            self.tracker.client.set_tag(self.parent_id, f"xcomp.report.{key}", value)
+        try:
+            path = render(report.notebook, out, parameters)
+        except XCompError as error:
+            print(f"error: {error}", file=sys.stderr, flush=True)
+            raise SystemExit(1) from None
+        self.tracker.client.log_artifacts(self.parent_id, str(out), "report")
+        print(f"report: {path}")

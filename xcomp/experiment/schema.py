@@ -119,6 +119,18 @@ class LoggerConfig:
 
 
 @dataclass
+class ReportConfig:
+    """The report a sweep renders when it ends (`xcomp report NAME` renders it again from MLflow alone)."""
+
+    name: str = MISSING
+    """Report folder under `paths.reports` (an experiment names its own)."""
+    notebook: str = "sweep_report"
+    """Notebook in notebooks/ (jupytext percent .py with a `parameters` cell) that renders it."""
+    title: str = "Sweep report"
+    """The report's heading."""
+
+
+@dataclass
 class PathsConfig:
     """Where things live (excluded from job fingerprints)."""
 
@@ -126,6 +138,8 @@ class PathsConfig:
     """Project root: MLflow store, caches and outputs sit under it."""
     cache: str = MISSING
     """Generated data."""
+    reports: str = MISSING
+    """Rendered reports, one folder each (`report.name`)."""
     train: str = MISSING
     """Training folders of jobs (checkpoints, the trained model), named by job fingerprint unless `train.output_dir` is set."""
 
@@ -156,6 +170,8 @@ class RunConfig:
     """Validation suite of a training job."""
     test: bool = True
     """Answer the test suite after training (False: the job's metrics are its last validation, as in a search)."""
+    report: ReportConfig | None = None
+    """The report rendered at the end of the sweep (group `report`, selected by experiment files), or None."""
     search: SearchConfig | None = None
     """The Optuna search this job belongs to (group `search`), or None."""
     trial: int | None = None
@@ -188,5 +204,6 @@ def register() -> None:
     cs.store(group="data", name="synth_schema", node=SynthDataConfig)
     cs.store(group="data", name="jsonl_schema", node=JsonlDataConfig)
     cs.store(group="logger", name="logger_schema", node=LoggerConfig)
+    cs.store(group="report", name="report_schema", node=ReportConfig)
     cs.store(group="train", name="train_schema", node=TrainConfig)
     cs.store(group="trainer", name="trainer_schema", node=TrainerConfig)

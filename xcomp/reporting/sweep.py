@@ -1,0 +1,85 @@
+"""A sweep's jobs as a pandas table, straight from MLflow (`mlflow.search_runs`), for the report notebooks.
+
+Each child run of a sweep's parent is one arm: its overrides (the `xcomp.overrides` tag) name it, the ones that
+differ between arms are the "what varied" columns, and its metrics are the job's (`xcomp.evaluation.runner.summarize`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+
+import mlflow
+import numpy as np
+import pandas as pd
+
+from xcomp.errors import XCompError
+from xcomp.tracking import TAG_OVERRIDES, TAG_PARENT, TAG_SWEEP_KEY
+
+COST_COLUMNS = ("token_layers_ratio", "prefill_flops_ratio", "kv_cache_bytes_ratio")
+"""Cost of an arm relative to dense over the same sampled frames."""
+
+
+def sweep_runs(tracking_uri: str, experiment: str, parent_id: str) -> pd.DataFrame:
+    """One row per child run: ``arm`` (its varied overrides), the varied axes, ``status``, and every metric under
+    its own name; ``attrs["axes"]`` lists the axes."""
+    mlflow.set_tracking_uri(tracking_uri)
+    runs = mlflow.search_runs(
+        experiment_names=[experiment], filter_string=f"tags.`{TAG_PARENT}` = '{parent_id}'", max_results=50_000
+    )
+    if runs.empty:
+        raise XCompError(f"sweep {parent_id} has no child runs in experiment {experiment!r} at {tracking_uri}")
+    overrides = [
+        dict(o.lstrip("+~").split("=", 1) for o in json.loads(tag or "[]")) for tag in runs[f"tags.{TAG_OVERRIDES}"]
+    ]
+    axes = pd.DataFrame(overrides, index=runs.index)
+    for column in axes:
+        with contextlib.suppress(ValueError, TypeError):
+            axes[column] = pd.to_numeric(axes[column])
+    varied = [c for c in axes if axes[c].nunique(dropna=False) > 1]
+    metrics = runs[[c for c in runs if c.startswith("metrics.")]].rename(columns=lambda c: c[len("metrics.") :])
+    table = pd.concat([axes[varied], runs[["run_id", "status"]], metrics], axis=1)
+    table.insert(0, "arm", [" ".join(f"{k}={row[k]}" for k in varied) or "job" for row in overrides])
+    table = table.sort_values(varied or ["run_id"]).reset_index(drop=True)
+    table.attrs["axes"] = varied
+    return table
+
+
+def latest_sweep(tracking_uri: str, experiment: str, name: str) -> str:
+    """The id of the latest sweep parent that rendered report ``name``, else that was started with
+    ``+experiment=name`` (a sweep stopped before its end has not rendered yet)."""
+    mlflow.set_tracking_uri(tracking_uri)
+    for condition in (f"tags.`xcomp.report.name` = '{name}'", f"tags.overrides LIKE '%experiment={name}%'"):
+        parents = mlflow.search_runs(
+            experiment_names=[experiment], filter_string=condition, order_by=["attributes.start_time DESC"]
+        )
+        if not parents.empty and f"tags.{TAG_SWEEP_KEY}" in parents:
+            parents = parents[parents[f"tags.{TAG_SWEEP_KEY}"].notna()]
+            if not parents.empty:
+                return str(parents.iloc[0]["run_id"])
+    raise XCompError(f"no sweep of +experiment={name} in experiment {experiment!r} at {tracking_uri}")
+
+
+def pareto_front(table: pd.DataFrame, cost: str, score: str) -> pd.Series:
+    """Whether each row is on the front: no other row has lower-or-equal cost and higher-or-equal score, one strictly."""
+    c, s = table[cost].to_numpy(), table[score].to_numpy()
+    dominated = [bool(np.any((c <= c[i]) & (s >= s[i]) & ((c < c[i]) | (s > s[i])))) for i in range(len(table))]
+    return pd.Series(~np.array(dominated, dtype=bool), index=table.index)
+
+
+def arms_table(table: pd.DataFrame) -> pd.DataFrame:
+    """The report's main table: per arm accuracy ± SE, per-family accuracy, costs vs dense, seconds per stage."""
+    families = sorted(c for c in table if c.startswith("accuracy.") and "_by_" not in c)
+    seconds = [c for c in table if c.startswith("seconds.")]
+    columns = ["arm", "status", "accuracy", "accuracy_se", *families, *COST_COLUMNS, *seconds, "questions"]
+    arms = table[[c for c in columns if c in table]].copy()
+    if "questions" in arms:
+        arms["questions"] = arms["questions"].astype("Int64")
+    return arms
+
+
+def report_settings(tracking_uri: str, parent_id: str) -> dict[str, str]:
+    """What the sweep's end rendered its report with (notebook, title, command), from the parent's tags."""
+    client = mlflow.MlflowClient(tracking_uri)
+    tags = client.get_run(parent_id).data.tags
+    return {key: tags[f"xcomp.report.{key}"] for key in ("notebook", "title", "command") if f"xcomp.report.{key}" in tags}
