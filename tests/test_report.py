@@ -70,6 +70,15 @@ def test_xcomp_report_renders_again_from_mlflow_alone(sweep, tmp_path, notebook)
     assert [{k: r[k] for k in keep} for r in again] == [{k: r[k] for k in keep} for r in first]
 
 
+def test_a_relative_store_is_read_from_where_report_was_asked(sweep, tmp_path, monkeypatch):
+    root, _ = sweep
+    monkeypatch.chdir(root)
+    res = run_cli("report", "tiny", "--experiment", "xcomp", "--tracking-uri", "sqlite:///mlflow.db",
+                  "--out", str(tmp_path / "relative"))  # fmt: skip
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert not (tmp_path / "relative" / "mlflow.db").exists()
+
+
 def test_report_of_an_unknown_experiment_is_one_line(sweep, capsys):
     _, uri = sweep
     code, err = run_main(capsys, "report", "nothing_here", "--experiment", "xcomp", "--tracking-uri", uri)

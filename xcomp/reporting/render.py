@@ -25,6 +25,14 @@ def notebook_path(notebook: str) -> Path:
     return path
 
 
+def absolute_uri(tracking_uri: str) -> str:
+    """A relative SQLite store made absolute: the notebook runs in its output folder, not where it was asked for."""
+    prefix = "sqlite:///"
+    if tracking_uri.startswith(prefix) and not tracking_uri.startswith(prefix + "/"):
+        return prefix + str(Path(tracking_uri[len(prefix) :]).resolve())
+    return tracking_uri
+
+
 def render(notebook: str, output_dir: str | Path, parameters: dict) -> Path:
     """Execute ``notebook`` with ``parameters`` (plus ``output_dir``) and write ``output_dir/report.md``."""
     import jupytext
@@ -39,7 +47,9 @@ def render(notebook: str, output_dir: str | Path, parameters: dict) -> Path:
     nbformat.write(jupytext.read(source), executed)
     try:
         papermill.execute_notebook(
-            str(executed), str(executed), parameters={**parameters, "output_dir": str(output_dir)},
+            str(executed), str(executed),
+            parameters={**parameters, "tracking_uri": absolute_uri(parameters["tracking_uri"]),
+                        "output_dir": str(output_dir.resolve())},
             kernel_name="python3", progress_bar=False, cwd=str(output_dir),
         )  # fmt: skip
     except papermill.PapermillExecutionError as error:

@@ -70,7 +70,7 @@ def pareto_front(table: pd.DataFrame, cost: str, score: str) -> pd.Series:
 def arms_table(table: pd.DataFrame) -> pd.DataFrame:
     """The report's main table: per arm accuracy ± SE, per-family accuracy, costs vs dense, seconds per stage."""
     families = sorted(c for c in table if c.startswith("accuracy.") and "_by_" not in c)
-    seconds = [c for c in table if c.startswith("seconds.")]
+    seconds = sorted(c for c in table if c.startswith("seconds."))
     columns = ["arm", "status", "accuracy", "accuracy_se", *families, *COST_COLUMNS, *seconds, "questions"]
     arms = table[[c for c in columns if c in table]].copy()
     if "questions" in arms:
