@@ -130,10 +130,7 @@ def summarize(records: Sequence[Record]) -> dict[str, float]:
         out[f"accuracy.{family}"] = accuracy(rows)
     bins = [f"{DEPTH_BINS[i]:.1f}-{DEPTH_BINS[i + 1]:.1f}" for i in range(len(DEPTH_BINS) - 1)]
     selected = [r for r in records if len(r.kept_frames) < r.frames]
-    for prefix, metric, subset in (
-        ("accuracy_by_depth", accuracy, records),
-        ("frame_recall_by_depth", recall, selected),
-    ):
+    for prefix, metric, subset in (("accuracy_by_depth", accuracy, records), ("frame_recall_by_depth", recall, selected)):
         for cells in event_by_depth(subset, metric).values():  # one (system, frames) group per run
             for label, (value, count) in zip(bins, cells):
                 if count:

@@ -44,12 +44,7 @@ from xcomp.video.decode import check_backend
 log = logging.getLogger(__name__)
 
 METRICS = (
-    "accuracy",
-    "accuracy_se",
-    "token_layers_ratio",
-    "prefill_flops_ratio",
-    "kv_cache_bytes_ratio",
-    "scoring_flops",
+    "accuracy", "accuracy_se", "token_layers_ratio", "prefill_flops_ratio", "kv_cache_bytes_ratio", "scoring_flops",
 )
 OBJECTIVES = METRICS + tuple(f"val.{m}" for m in METRICS)
 """Metrics a job can return to a sweeper (`objective=`; ``val.*`` for a job scored on validation, `test=false`)."""
@@ -76,9 +71,7 @@ def check(cfg: DictConfig) -> None:
         raise ConfigError(f"objective must be one or a list of {', '.join(OBJECTIVES)}; got {cfg.objective}")
     prefix = "" if cfg.test else "val."
     if any(o.startswith("val.") == cfg.test for o in objectives):
-        raise ConfigError(
-            f"a job with test={cfg.test} is scored on {prefix or 'test '}metrics; objective {cfg.objective}"
-        )
+        raise ConfigError(f"a job with test={cfg.test} is scored on {prefix or 'test '}metrics; objective {cfg.objective}")
     validates = not cfg.test or (cfg.train is not None and cfg.train.val_every)
     if validates and cfg.val.n < 1:
         raise ConfigError(f"val.n must be >= 1 question per family, got {cfg.val.n}")
@@ -237,10 +230,7 @@ def scored(cfg: DictConfig, metrics: dict[str, float]) -> dict[str, float]:
 
 def used(config) -> dict[str, str]:
     """Tags saying what a model ran with: its compression and per-layer schedule."""
-    return {
-        "compression": config.compression,
-        "schedule.kept": json.dumps(config.compression_schedule().kept),
-    }
+    return {"compression": config.compression, "schedule.kept": json.dumps(config.compression_schedule().kept)}
 
 
 def _primary_process() -> bool:
@@ -274,14 +264,12 @@ def _start_run(tracker, unfinished, parent_id, job_key, settings, overrides, hyd
         from hydra_plugins.xcomp_optuna_sweeper.optuna_sweeper import masked
 
         sweeper = hydra.sweeper
-        tags.update(
-            {
-                "optuna.trial": str(settings["trial"]),
-                "optuna.study": str(sweeper.get("study_name")),
-                "optuna.sampler": str(sweeper.get("sampler", {}).get("_target_", "")).rsplit(".", 1)[-1],
-                "optuna.storage": masked(sweeper.get("storage")),
-            }
-        )
+        tags.update({
+            "optuna.trial": str(settings["trial"]),
+            "optuna.study": str(sweeper.get("study_name")),
+            "optuna.sampler": str(sweeper.get("sampler", {}).get("_target_", "")).rsplit(".", 1)[-1],
+            "optuna.storage": masked(sweeper.get("storage")),
+        })
     if parent_id is not None:
         tags[TAG_PARENT] = parent_id
         tags["sweep_id"] = parent_id

@@ -204,9 +204,7 @@ def load_published(folder: str | Path, **compression):
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [k for k in missing if not (k == "lm_head.weight" and config.tie_word_embeddings)]
     if missing or unexpected:
-        raise ConfigError(
-            f"checkpoint does not match the architecture: missing {missing[:5]}, unexpected {unexpected[:5]}"
-        )
+        raise ConfigError(f"checkpoint does not match the architecture: missing {missing[:5]}, unexpected {unexpected[:5]}")
     model.tie_weights()
     dtype = getattr(torch, str(data.get("torch_dtype", "float32")).replace("torch.", ""), torch.float32)
     return model.to(dtype).eval()
