@@ -100,15 +100,13 @@ class MLflowSweep(Callback):
 
         report = config.report
         out = Path(config.paths.reports) / report.name
-        parameters = {
-            "tracking_uri": config.logger.tracking_uri, "experiment": config.logger.experiment,
-            "sweep": self.parent_id, "title": report.title, "command": report_command(config),
-        }  # fmt: skip
-        settings = {"name": report.name, "notebook": report.notebook, "title": report.title, "command": parameters["command"]}
-        for key, value in settings.items():
+        settings = {"title": report.title, "command": report_command(config)}
+        for key, value in {"name": report.name, "notebook": report.notebook, **settings}.items():
             self.tracker.client.set_tag(self.parent_id, f"xcomp.report.{key}", value)
+        logger = config.logger
+        parameters = {"tracking_uri": logger.tracking_uri, "experiment": logger.experiment, "sweep": self.parent_id}
         try:
-            path = render(report.notebook, out, parameters)
+            path = render(report.notebook, out, {**parameters, **settings})
         except XCompError as error:
             print(f"error: {error}", file=sys.stderr, flush=True)
             raise SystemExit(1) from None
