@@ -10,9 +10,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from lightning.pytorch.loggers import MLFlowLogger
 from omegaconf import DictConfig, OmegaConf
 
 from xcomp.train.config import TrainConfig, TrainerConfig
+
+
+class JobRunLogger(MLFlowLogger):
+    """`MLFlowLogger` on a run the job owns: Lightning's end of fit / test does not end the run (MLFlowLogger marks
+    it FINISHED there, and a job killed during the test loop would then read as finished, without its metrics, and
+    be skipped on rerun); the job ends it once its results are logged."""
+
+    def finalize(self, status: str = "success") -> None:
+        """Leave the run open."""
 
 
 def train_config(cfg: DictConfig, job_key: str) -> TrainConfig:
@@ -60,14 +70,9 @@ def train(
         val=suites.load(cfg, suites.val_data(cfg), size) if config.val_every else None,
         test=suites.load(cfg, suites.scored_data(cfg), size),
     )
-    loggers = None
-    if tracker is not None:
-        from lightning.pytorch.loggers import MLFlowLogger
-
-        loggers = [MLFlowLogger(tracking_uri=cfg.logger.tracking_uri, run_id=run_id)]
+    loggers = None if tracker is None else [JobRunLogger(tracking_uri=cfg.logger.tracking_uri, run_id=run_id)]
     final = run(config, None if config.init == "tiny" else fields, loggers, trainer, cfg.progress, evaluation)
     if tracker is not None:
-        tracker.client.update_run(run_id, status="RUNNING")  # MLFlowLogger ends the run when training ends
         tracker.client.log_artifacts(run_id, str(final), "model")
     ran_with = {**used(load_config(final).with_compression(**fields)), "model.trained": str(final)}
     return scored(cfg, evaluation.metrics), prediction_rows(evaluation.records), ran_with
