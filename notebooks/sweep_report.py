@@ -21,24 +21,44 @@ experiment = "xcomp"  # MLflow experiment name
 sweep = ""  # the sweep's parent run id
 title = "Sweep report"  # heading of the report
 command = ""  # the command that made the sweep
+claims = "[]"  # JSON list of the experiment's claims (xcomp.reporting.verdict.Claim fields)
+chance = 0.25  # accuracy of guessing (four options per question)
+cost = "token_layers_ratio"  # the cost metric of the accuracy-vs-cost plot and its Pareto front
+numbers = "[]"  # JSON list of logged config values (train.data.fraction, ...) to draw accuracy curves over
 output_dir = "."  # where report.md and its PNGs go
 
 # %%
+import json
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+import pandas as pd
 from IPython.display import Markdown, display
 
-from xcomp.reporting.sweep import arms_table, pareto_front, sweep_runs
+from xcomp.reporting.sweep import arms_table, family_spread, pareto_front, sweep_runs
+from xcomp.reporting.verdict import Claim, check
 
-runs = sweep_runs(tracking_uri, experiment, sweep)
+runs = sweep_runs(tracking_uri, experiment, sweep, tuple(json.loads(numbers)))
 axes = runs.attrs["axes"]
 done = runs[runs["status"] == "FINISHED"]
 display(Markdown(f"# {title}\n\nSweep `{sweep}` in MLflow experiment `{experiment}` ({tracking_uri}): "
                  f"{len(done)} of {len(runs)} jobs finished.\n\nCommand: `{command or '(not recorded)'}`"))
+verdicts = [check(runs, Claim(**claim)) for claim in json.loads(claims)]
+if verdicts:
+    display(Markdown("## Verdicts\n\n" + "\n".join(v.line() for v in verdicts)))
+
+# %% [markdown]
+# ## Does the suite discriminate?
+
+# %%
+spread = family_spread(done, chance)
+display(Markdown(spread.to_markdown(index=False, floatfmt=".3f") if len(spread) else "No per-family accuracy."))
+display(Markdown(f"Per question family: the lowest and highest accuracy over the finished arms; a family "
+                 f"*saturates* when every arm scores >= 0.95 and is *at chance* when no arm beats {chance:.2f} "
+                 f"by 2 SE."))
 
 # %% [markdown]
 # ## Arms
@@ -59,15 +79,16 @@ display(Markdown(runs[["arm", *axes]].to_markdown(index=False) if axes else "One
 # ## Accuracy against cost
 
 # %%
-if len(done) and "token_layers_ratio" in done:
-    front = pareto_front(done, "token_layers_ratio", "accuracy")
+LABELS = {"token_layers_ratio": "visual token-layers / dense", "token_layers": "visual token-layers per question"}
+if len(done) and cost in done:
+    front = pareto_front(done, cost, "accuracy")
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.errorbar(done["token_layers_ratio"], done["accuracy"], yerr=done["accuracy_se"], fmt="o", alpha=0.7)
-    line = done[front].sort_values("token_layers_ratio")
-    ax.plot(line["token_layers_ratio"], line["accuracy"], "-", color="C3", label="Pareto front")
+    ax.errorbar(done[cost], done["accuracy"], yerr=done["accuracy_se"], fmt="o", alpha=0.7)
+    line = done[front].sort_values(cost)
+    ax.plot(line[cost], line["accuracy"], "-", color="C3", label="Pareto front")
     for _, row in done.iterrows():
-        ax.annotate(row["arm"], (row["token_layers_ratio"], row["accuracy"]), fontsize=7)
-    ax.set(xlabel="visual token-layers / dense", ylabel="accuracy")
+        ax.annotate(row["arm"], (row[cost], row["accuracy"]), fontsize=7)
+    ax.set(xlabel=LABELS.get(cost, cost), ylabel="accuracy")
     ax.legend()
     fig.tight_layout()
     fig.savefig(Path(output_dir) / "accuracy_vs_cost.png", dpi=110)
@@ -80,7 +101,7 @@ if len(done) and "token_layers_ratio" in done:
 
 # %%
 for prefix, label in (("accuracy_by_depth", "accuracy"), ("frame_recall_by_depth", "needle frame recall")):
-    columns = sorted(c for c in done if c.startswith(prefix + "."))
+    columns = sorted(c for c in done if c.startswith(prefix + ".") and not c.endswith("_se"))
     if not columns:
         continue
     grid = done.set_index("arm")[columns].rename(columns={c: c[len(prefix) + 1 :] for c in columns})
@@ -93,3 +114,43 @@ for prefix, label in (("accuracy_by_depth", "accuracy"), ("frame_recall_by_depth
     fig.savefig(Path(output_dir) / f"{prefix}.png", dpi=110)
     plt.close(fig)
     display(Markdown(f"![{label} by depth]({prefix}.png)\n\n" + grid.to_markdown(floatfmt=".2f")))
+
+# %% [markdown]
+# ## Over the swept numbers
+
+# %%
+numeric = [a for a in axes if pd.api.types.is_numeric_dtype(done[a]) and done[a].nunique() >= 2]
+logged = json.loads(numbers)
+for x in numeric + logged:
+    others = [a for a in axes if a != x] if x in axes else []
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for key, rows in done.groupby(others, sort=True) if others else [("", done)]:
+        rows = rows.sort_values(x)
+        label = " ".join(f"{a}={v}" for a, v in zip(others, key if isinstance(key, tuple) else (key,))) or "accuracy"
+        ax.errorbar(rows[x], rows["accuracy"], yerr=rows["accuracy_se"], marker="o", capsize=3, label=label)
+    for _, row in done[done[x].isna()].iterrows():  # an arm without the number (no training): a reference line
+        ax.axhline(row["accuracy"], linestyle="--", color="grey", label=f"{row['arm']} (no {x})")
+    ax.set(xlabel=x, ylabel="accuracy")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    name = "accuracy_over_" + x.replace("/", "_").replace(".", "_") + ".png"
+    fig.savefig(Path(output_dir) / name, dpi=110)
+    plt.close(fig)
+    display(Markdown(f"![accuracy over {x}]({name})"))
+if len(numeric) == 2 and len(axes) == 2:  # a grid: accuracy and scoring cost over both numbers
+    for metric in ("accuracy", "seconds.scoring", "scoring_flops"):
+        if metric not in done:
+            continue
+        grid = done.pivot_table(index=numeric[0], columns=numeric[1], values=metric)
+        fig, ax = plt.subplots(figsize=(1.2 * grid.shape[1] + 2, 0.5 * grid.shape[0] + 1.5))
+        image = ax.imshow(grid.to_numpy(dtype=float), cmap="viridis", aspect="auto")
+        ax.set(xticks=range(grid.shape[1]), xticklabels=grid.columns, yticks=range(grid.shape[0]),
+               yticklabels=grid.index, xlabel=numeric[1], ylabel=numeric[0], title=metric)
+        fig.colorbar(image, ax=ax)
+        fig.tight_layout()
+        name = f"grid_{metric.replace('.', '_')}.png"
+        fig.savefig(Path(output_dir) / name, dpi=110)
+        plt.close(fig)
+        display(Markdown(f"![{metric} over {numeric[0]} x {numeric[1]}]({name})\n\n" + grid.to_markdown(floatfmt=".3g")))
+if not numeric and not logged:
+    display(Markdown("No number was swept."))

@@ -32,12 +32,22 @@ def markdown_table(report: Path, heading: str) -> list[dict[str, str]]:
     return [dict(zip(header, r)) for r in body[:end]]
 
 
+CLAIM = "report.claims=[{text:'8-frame segments beat 4',arm:{seg_len:8,keep:0.5},against:{seg_len:4,keep:0.5}}]"
+"""The tiny sweep's one claim: its verdict opens the report."""
+
+
+def arm_run(runs, arm: str):
+    """The MLflow run of the arm named ``arm`` ("keep=0.25 seg_len=4"): its overrides include each of arm's."""
+    overrides = runs["tags.xcomp.overrides"]
+    return runs[[all(f'"{o}"' in tag for o in arm.split()) for tag in overrides]].iloc[0]
+
+
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory):
     root = tmp_path_factory.mktemp("report")
     uri = f"sqlite:///{root}/mlflow.db"
-    command = [sys.executable, "run.py", "-m", "compress=lp,heuristic", *TINY, f"paths.root={root}",
-               f"logger.tracking_uri={uri}", "report=sweep", "report.name=tiny"]  # fmt: skip
+    command = [sys.executable, "run.py", "-m", "seg_len=4,8", "keep=0.25,0.5", *TINY, f"paths.root={root}",
+               f"logger.tracking_uri={uri}", "report=sweep", "report.name=tiny", CLAIM]  # fmt: skip
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     return root, uri
@@ -50,12 +60,25 @@ def test_the_sweep_ends_with_a_report_whose_numbers_are_mlflows(sweep):
     rows = markdown_table(report, "## Arms")
     mlflow.set_tracking_uri(uri)
     runs = mlflow.search_runs(experiment_names=["xcomp"], filter_string=f"tags.`{TAG_PARENT}` != ''")
-    assert len(rows) == len(runs) == 2
+    assert len(rows) == len(runs) == 4
     for row in rows:
-        run = runs[runs["tags.xcomp.overrides"].str.contains(f'"{row["arm"]}"', regex=False)].iloc[0]
+        run = arm_run(runs, row["arm"])
         for column in ("accuracy", "accuracy_se", "token_layers_ratio", "kv_cache_bytes_ratio"):
             assert float(row[column]) == pytest.approx(run[f"metrics.{column}"], abs=5e-4), column
     assert "Traceback" not in report.read_text() and "Warning" not in report.read_text()
+
+    ours, other = arm_run(runs, "keep=0.5 seg_len=8"), arm_run(runs, "keep=0.5 seg_len=4")
+    diff = ours["metrics.accuracy"] - other["metrics.accuracy"]
+    se = (ours["metrics.accuracy_se"] ** 2 + other["metrics.accuracy_se"] ** 2) ** 0.5
+    outcome = "holds" if diff > 2 * se else "does not hold" if diff < -2 * se else "inconclusive"
+    lines = report.read_text().splitlines()
+    verdicts = lines[lines.index("## Verdicts") + 1 :]
+    (line,) = [v for v in verdicts[:3] if v.startswith("- **")]
+    assert line.startswith(f"- **{outcome}**: 8-frame segments beat 4 (`") and "seg_len=8" in line.split("`")[1]
+    assert f"accuracy {ours['metrics.accuracy']:.3f} ± {ours['metrics.accuracy_se']:.3f}" in line
+    assert lines.index("## Verdicts") < lines.index("## Arms")  # the verdicts come first
+    for figure in ("accuracy_over_keep.png", "accuracy_over_seg_len.png", "grid_accuracy.png"):
+        assert (report.parent / figure).stat().st_size > 1000, figure  # curves over each number, and the grid
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS)
@@ -68,6 +91,10 @@ def test_xcomp_report_renders_again_from_mlflow_alone(sweep, tmp_path, notebook)
     first = markdown_table(root / "reports" / "tiny" / "report.md", "## Arms")
     keep = ("arm", "accuracy", "accuracy_se", "token_layers_ratio")
     assert [{k: r[k] for k in keep} for r in again] == [{k: r[k] for k in keep} for r in first]
+    if notebook == "sweep_report":  # the claims were read back from the sweep's tags
+        verdicts = [[v for v in (f / "report.md").read_text().splitlines() if v.startswith("- **")]
+                    for f in (tmp_path / "again", root / "reports" / "tiny")]  # fmt: skip
+        assert verdicts[0] == verdicts[1] and len(verdicts[0]) == 1
 
 
 def test_a_relative_store_is_read_from_where_report_was_asked(sweep, tmp_path, monkeypatch):

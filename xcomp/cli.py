@@ -193,10 +193,10 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     experiment = args.experiment or args.name
     sweep = args.sweep or latest_sweep(args.tracking_uri, experiment, args.name)
-    settings = report_settings(args.tracking_uri, sweep)
+    settings = {"title": args.name, **report_settings(args.tracking_uri, sweep)}
     notebook = args.notebook or settings.get("notebook", "sweep_report")
     parameters = {"tracking_uri": args.tracking_uri, "experiment": experiment, "sweep": sweep,
-                  "title": settings.get("title", args.name), "command": settings.get("command", "")}  # fmt: skip
+                  **{k: v for k, v in settings.items() if k not in ("name", "notebook")}}  # fmt: skip
     print(f"report: {render(notebook, args.out or f'reports/{args.name}', parameters)} (sweep {sweep})")
     return 0
 

@@ -121,20 +121,27 @@ def binomial_se(p: float, n: int) -> float:
 
 
 def summarize(records: Sequence[Record]) -> dict[str, float]:
-    """The metrics of a run: accuracy ± SE, per family and depth bin, QC frame recall, cost and its ratio to
-    dense over all sampled frames, seconds per stage (means per question), questions answered."""
+    """The metrics of a run: accuracy, per family and depth bin, QC frame recall (overall and by depth), each
+    proportion ``m`` with its binomial SE as ``m_se``; cost and its ratio to dense over all sampled frames, seconds
+    per stage (means per question), questions answered."""
     n = len(records)
     acc = accuracy(records)
     out = {"accuracy": acc, "accuracy_se": binomial_se(acc, n), "questions": float(n)}
     for (family,), rows in sorted(group(records, "family").items()):
         out[f"accuracy.{family}"] = accuracy(rows)
+        out[f"accuracy.{family}_se"] = binomial_se(out[f"accuracy.{family}"], len(rows))
     bins = [f"{DEPTH_BINS[i]:.1f}-{DEPTH_BINS[i + 1]:.1f}" for i in range(len(DEPTH_BINS) - 1)]
     selected = [r for r in records if len(r.kept_frames) < r.frames]
+    scored = [r for r in selected if r.family in SINGLE_EVENT_FAMILIES and r.event_kept is not None]
+    if scored:
+        out["frame_recall"] = recall(scored)
+        out["frame_recall_se"] = binomial_se(out["frame_recall"], len(scored))
     for prefix, metric, subset in (("accuracy_by_depth", accuracy, records), ("frame_recall_by_depth", recall, selected)):
         for cells in event_by_depth(subset, metric).values():  # one (system, frames) group per run
             for label, (value, count) in zip(bins, cells):
                 if count:
                     out[f"{prefix}.{label}"] = value
+                    out[f"{prefix}.{label}_se"] = binomial_se(value, count)
     out["options_scored"] = sum(r.choice_scored for r in records) / n
     out["kept_frames"] = _mean(len(r.kept_frames) for r in records)
     out["sampled_frames"] = _mean(r.frames for r in records)

@@ -8,6 +8,7 @@ child) to the parent, prints it, and exits non-zero when a job failed.
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -100,7 +101,9 @@ class MLflowSweep(Callback):
 
         report = config.report
         out = Path(config.paths.reports) / report.name
-        settings = {"title": report.title, "command": report_command(config)}
+        claims = json.dumps(OmegaConf.to_container(report.claims, resolve=True))
+        settings = {"title": report.title, "command": report_command(config), "claims": claims, "cost": report.cost,
+                    "numbers": json.dumps(list(report.numbers))}  # fmt: skip
         for key, value in {"name": report.name, "notebook": report.notebook, **settings}.items():
             self.tracker.client.set_tag(self.parent_id, f"xcomp.report.{key}", value)
         logger = config.logger

@@ -14,6 +14,7 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
+from xcomp.reporting.verdict import Claim
 from xcomp.train.config import TrainConfig, TrainerConfig
 
 
@@ -128,6 +129,12 @@ class ReportConfig:
     """Notebook in notebooks/ (jupytext percent .py with a `parameters` cell) that renders it."""
     title: str = "Sweep report"
     """The report's heading."""
+    claims: list[Claim] = field(default_factory=list)
+    """What the experiment claims; the report opens with each one's verdict (`xcomp.reporting.verdict`)."""
+    cost: str = "token_layers_ratio"
+    """Cost metric of the accuracy-vs-cost plot (token_layers when arms sample different frame counts)."""
+    numbers: list[str] = field(default_factory=list)
+    """Logged config values (e.g. train.data.fraction) the report draws accuracy curves over."""
 
 
 @dataclass

@@ -16,13 +16,16 @@ import pandas as pd
 from xcomp.errors import XCompError
 from xcomp.tracking import TAG_OVERRIDES, TAG_PARENT, TAG_SWEEP_KEY
 
+REPORT_TAG = "xcomp.report."
+"""Prefix of the parent-run tags that record what its report was rendered with."""
 COST_COLUMNS = ("token_layers_ratio", "prefill_flops_ratio", "kv_cache_bytes_ratio")
 """Cost of an arm relative to dense over the same sampled frames."""
 
 
-def sweep_runs(tracking_uri: str, experiment: str, parent_id: str) -> pd.DataFrame:
-    """One row per child run: ``arm`` (its varied overrides), the varied axes, ``status``, and every metric under
-    its own name; ``attrs["axes"]`` lists the axes."""
+def sweep_runs(tracking_uri: str, experiment: str, parent_id: str, params: tuple[str, ...] = ()) -> pd.DataFrame:
+    """One row per child run: ``arm`` (its varied overrides), the varied axes, ``status``, every metric under its
+    own name, and the logged config values ``params`` as numbers (NaN where a run has none: e.g. a `train=none`
+    arm's ``train.data.fraction``); ``attrs["axes"]`` lists the axes."""
     mlflow.set_tracking_uri(tracking_uri)
     runs = mlflow.search_runs(
         experiment_names=[experiment], filter_string=f"tags.`{TAG_PARENT}` = '{parent_id}'", max_results=50_000
@@ -38,7 +41,8 @@ def sweep_runs(tracking_uri: str, experiment: str, parent_id: str) -> pd.DataFra
             axes[column] = pd.to_numeric(axes[column])
     varied = [c for c in axes if axes[c].nunique(dropna=False) > 1]
     metrics = runs[[c for c in runs if c.startswith("metrics.")]].rename(columns=lambda c: c[len("metrics.") :])
-    table = pd.concat([axes[varied], runs[["run_id", "status"]], metrics], axis=1)
+    logged = pd.DataFrame({p: pd.to_numeric(runs.get(f"params.{p}"), errors="coerce") for p in params}, index=runs.index)
+    table = pd.concat([axes[varied], runs[["run_id", "status"]], logged, metrics], axis=1)
     table.insert(0, "arm", [" ".join(f"{k}={row[k]}" for k in varied) or "job" for row in overrides])
     table = table.sort_values(varied or ["run_id"]).reset_index(drop=True)
     table.attrs["axes"] = varied
@@ -49,7 +53,7 @@ def latest_sweep(tracking_uri: str, experiment: str, name: str) -> str:
     """The id of the latest sweep parent that rendered report ``name``, else that was started with
     ``+experiment=name`` (a sweep stopped before its end has not rendered yet)."""
     mlflow.set_tracking_uri(tracking_uri)
-    for condition in (f"tags.`xcomp.report.name` = '{name}'", f"tags.overrides LIKE '%experiment={name}%'"):
+    for condition in (f"tags.`{REPORT_TAG}name` = '{name}'", f"tags.overrides LIKE '%experiment={name}%'"):
         parents = mlflow.search_runs(
             experiment_names=[experiment], filter_string=condition, order_by=["attributes.start_time DESC"]
         )
@@ -69,7 +73,7 @@ def pareto_front(table: pd.DataFrame, cost: str, score: str) -> pd.Series:
 
 def arms_table(table: pd.DataFrame) -> pd.DataFrame:
     """The report's main table: per arm accuracy ± SE, per-family accuracy, costs vs dense, seconds per stage."""
-    families = sorted(c for c in table if c.startswith("accuracy.") and "_by_" not in c)
+    families = sorted(c for c in table if c.startswith("accuracy.") and "_by_" not in c and not c.endswith("_se"))
     seconds = sorted(c for c in table if c.startswith("seconds."))
     columns = ["arm", "status", "accuracy", "accuracy_se", *families, *COST_COLUMNS, *seconds, "questions"]
     arms = table[[c for c in columns if c in table]].copy()
@@ -78,8 +82,28 @@ def arms_table(table: pd.DataFrame) -> pd.DataFrame:
     return arms
 
 
+def family_spread(table: pd.DataFrame, chance: float) -> pd.DataFrame:
+    """Per question family: lowest and highest accuracy over the arms, and whether the family saturates (every arm
+    >= 0.95), sits at chance (no arm above ``chance`` by 2 SE) or discriminates."""
+    rows = []
+    for column in arms_table(table).columns:
+        if not column.startswith("accuracy.") or column + "_se" not in table:
+            continue
+        scores = table[column]
+        best = table.loc[scores.idxmax()]
+        if scores.min() >= 0.95:
+            verdict = "saturates"
+        elif best[column] - 2 * best[column + "_se"] <= chance:
+            verdict = "at chance"
+        else:
+            verdict = "discriminates"
+        rows.append({"family": column.removeprefix("accuracy."), "lowest": scores.min(), "highest": scores.max(),
+                     "best arm": best["arm"], "verdict": verdict})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
 def report_settings(tracking_uri: str, parent_id: str) -> dict[str, str]:
-    """What the sweep's end rendered its report with (notebook, title, command), from the parent's tags."""
-    client = mlflow.MlflowClient(tracking_uri)
-    tags = client.get_run(parent_id).data.tags
-    return {key: tags[f"xcomp.report.{key}"] for key in ("notebook", "title", "command") if f"xcomp.report.{key}" in tags}
+    """What the sweep's end rendered its report with (name, notebook and the notebook's parameters: title,
+    command, claims as JSON, cost), from the parent's ``xcomp.report.*`` tags."""
+    tags = mlflow.MlflowClient(tracking_uri).get_run(parent_id).data.tags
+    return {key.removeprefix(REPORT_TAG): value for key, value in tags.items() if key.startswith(REPORT_TAG)}
