@@ -11,9 +11,10 @@
 # ---
 
 # %% [markdown]
-# Report of one sweep, read from MLflow: one row per arm (child run), what varied between them, accuracy against
-# cost with the Pareto front, and accuracy / frame recall by event depth. Rendered by `xcomp report NAME` or at the
-# end of `python run.py -m +experiment=NAME`.
+# Report of one sweep, read from MLflow: the verdict on each claim of the experiment, whether the suite
+# discriminates, one row per arm (child run), what varied between them, accuracy against cost with the Pareto
+# front, accuracy / frame recall by event depth, and curves over the swept numbers. Rendered at the end of
+# `python run.py +experiment=NAME` or again by `xcomp report NAME`.
 
 # %% tags=["parameters"]
 tracking_uri = "sqlite:///mlflow.db"  # MLflow store holding the sweep
