@@ -56,10 +56,13 @@ if verdicts:
 
 # %%
 spread = family_spread(done, chance)
-display(Markdown(spread.to_markdown(index=False, floatfmt=".3f") if len(spread) else "No per-family accuracy."))
-display(Markdown(f"Per question family: the lowest and highest accuracy over the finished arms; a family "
-                 f"*saturates* when every arm scores >= 0.95 and is *at chance* when no arm beats {chance:.2f} "
-                 f"by 2 SE."))
+if len(spread):
+    display(Markdown(spread.to_markdown(index=False, floatfmt=".3f")))
+    display(Markdown(f"Per question family: the lowest and highest accuracy over the finished arms; a family "
+                     f"*saturates* when every arm scores >= 0.95 and is *at chance* when no arm beats {chance:.2f} "
+                     f"by 2 SE."))
+else:
+    display(Markdown("No per-family accuracy with its standard error in these runs (logged before they were)."))
 
 # %% [markdown]
 # ## Arms
