@@ -15,6 +15,8 @@ from tests.test_run import ROOT, TINY
 from xcomp.tracking import TAG_PARENT
 
 NOTEBOOKS = sorted(p.stem for p in (ROOT / "notebooks").glob("*.py"))
+SWEEP_NOTEBOOKS = [n for n in NOTEBOOKS if n != "search_report"]
+"""Notebooks that render a plain sweep (search_report renders a search: its own test below)."""
 
 
 def markdown_table(report: Path, heading: str) -> list[dict[str, str]]:
@@ -81,7 +83,7 @@ def test_the_sweep_ends_with_a_report_whose_numbers_are_mlflows(sweep):
         assert (report.parent / figure).stat().st_size > 1000, figure  # curves over each number, and the grid
 
 
-@pytest.mark.parametrize("notebook", NOTEBOOKS)
+@pytest.mark.parametrize("notebook", SWEEP_NOTEBOOKS)
 def test_xcomp_report_renders_again_from_mlflow_alone(sweep, tmp_path, notebook):
     root, uri = sweep
     res = run_cli("report", "tiny", "--experiment", "xcomp", "--tracking-uri", uri, "--notebook", notebook,
@@ -112,3 +114,29 @@ def test_report_of_an_unknown_experiment_is_one_line(sweep, capsys):
     assert code != 0 and len(err) == 1 and "no sweep of +experiment=nothing_here" in err[0], err
     code, err = run_main(capsys, "report", "tiny", "--experiment", "xcomp", "--tracking-uri", uri, "--notebook", "nope")
     assert code != 0 and len(err) == 1 and "no report notebook" in err[0], err
+
+
+def test_the_schedule_search_experiment_tries_the_cosine_first_and_reports_its_front(tmp_path):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    command = [sys.executable, "run.py", "+experiment=schedule_search", "search.n_trials=3", "train.steps=2",
+               "val.n=1", *TINY, f"paths.root={tmp_path}", f"logger.tracking_uri={uri}"]  # fmt: skip
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    mlflow.set_tracking_uri(uri)
+    runs = mlflow.search_runs(experiment_names=["schedule_search"], filter_string=f"tags.`{TAG_PARENT}` != ''")
+    runs = runs.set_index(runs["params.trial"].astype(int)).sort_index()
+    assert list(runs.index) == [0, 1, 2]
+    assert runs.loc[0, "tags.schedule.kept"] == "[16, 14, 9, 3]"  # the enqueued paper cosine is trial 0
+    assert runs.loc[0, "params.schedule.shape"] == "cosine" and runs.loc[0, "params.schedule.end"] == "4"
+
+    report = tmp_path / "reports" / "schedule_search" / "report.md"
+    assert (report.parent / "fronts.png").stat().st_size > 1000
+    rows = {int(r["trial"]): r for r in markdown_table(report, "## Trials")}
+    assert sorted(rows) == [0, 1, 2]
+    for trial, row in rows.items():
+        for column in ("val.accuracy", "val.token_layers_ratio"):
+            assert float(row[column]) == pytest.approx(runs.loc[trial, f"metrics.{column}"], abs=5e-4), column
+    text = report.read_text()
+    verdicts = [line for line in text.splitlines() if line.startswith("- **")]
+    assert len(verdicts) == 2 and all("trial=0" in v or "not testable" in v for v in verdicts), verdicts
+    assert "Traceback" not in text and "Warning" not in text

@@ -62,6 +62,17 @@ def test_the_compared_arms_can_be_a_list_of_values():
     assert verdict.outcome == "holds" and "closest of 1 compared" in verdict.evidence  # dense is not compared
 
 
+def test_a_cost_bound_compares_only_arms_at_most_as_costly():
+    table = arms(("lp", "sct", 0.50, 0.02), ("uniform", "sct", 0.60, 0.02), ("dense", "sct", 0.90, 0.02))
+    table["token_layers_ratio"] = [0.3, 0.3, 1.0]
+    claim = Claim(text="x", arm={"compress": "lp"}, kind="no_worse", at_most="token_layers_ratio")
+    verdict = check(table, claim)  # dense is more accurate but costlier: not compared; uniform, as cheap, wins
+    assert verdict.outcome == "does not hold" and "closest of 1 compared (at most its token_layers_ratio" in verdict.evidence
+    table.loc[1, "token_layers_ratio"] = 0.31
+    assert "0 to compare with" in check(table, claim).evidence  # nothing as cheap left
+    assert check(table.drop(columns="token_layers_ratio"), claim).outcome == "not testable here"
+
+
 def test_a_failed_arm_is_not_compared():
     table = arms(("lp", "sct", 0.70, 0.03), ("uniform", "sct", 0.95, 0.01))
     table.loc[1, "status"] = "FAILED"

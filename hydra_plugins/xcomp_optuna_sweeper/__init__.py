@@ -5,7 +5,7 @@ SQLAlchemy 2 (what MLflow 3 installs), so it cannot share a study over SQLite or
 accepts the official plugin's config keys (``sampler``, ``direction``, ``storage``, ``study_name``, ``n_trials``,
 ``n_jobs``, ``max_failure_rate``, ``params`` with ``interval`` / ``range`` / ``choice``, ``custom_search_space``), so
 configs move to the official plugin unchanged once it supports current Optuna (dropping the keys it adds:
-``heartbeat_interval``, ``grace_period``, ``trial_key``).
+``heartbeat_interval``, ``grace_period``, ``trial_key``, ``enqueue``).
 
 What it adds: the trials run through `Study.optimize` (Optuna's own loop: heartbeats, stale-trial retries, NaN and
 exceptions as FAIL), one Hydra job per trial through the configured launcher, with the trial number as the job

@@ -96,6 +96,9 @@ class OptunaSweeperConf:
     """Seconds without heartbeat after which a running trial is failed and retried (None: 2 x the interval)."""
     trial_key: str | None = None
     """Config key that receives the trial's number in its job's overrides (None: jobs are not told)."""
+    enqueue: list[dict[str, Any]] = field(default_factory=list)
+    """Parameter sets the study tries first (`Study.enqueue_trial`, skipped if the study has them): a reference
+    point such as the paper's schedule, run through the same job as the searched ones."""
 
 
 ConfigStore.instance().store(group="hydra/sweeper", name="optuna", node=OptunaSweeperConf, provider="xcomp")

@@ -102,6 +102,7 @@ class OptunaSweeper(Sweeper):
         heartbeat_interval: int,
         grace_period: int | None,
         trial_key: str | None,
+        enqueue: list | None = None,
     ) -> None:
         # Heartbeats and stale-trial retries are "experimental" in Optuna since 2.x; used on purpose here (from worker
         # threads, where `catch_warnings` is not safe; Hydra's plugin scan would undo a module-level filter).
@@ -111,6 +112,7 @@ class OptunaSweeper(Sweeper):
         self.params = OmegaConf.to_container(params) if params else {}
         self.custom_search_space, self.custom = custom_search_space, None
         self.heartbeat_interval, self.grace_period, self.trial_key = heartbeat_interval, grace_period, trial_key
+        self.enqueue = [OmegaConf.to_container(p) if isinstance(p, DictConfig) else dict(p) for p in enqueue or []]
         self.failed: tuple[int, int] | None = None
 
     def _check(self) -> None:
@@ -151,6 +153,8 @@ class OptunaSweeper(Sweeper):
         if not space and self.custom is None:
             raise SearchError("the search space is empty: set hydra.sweeper.params (interval, range, choice)")
         study = self._study()
+        for params in self.enqueue:
+            study.enqueue_trial(params, skip_if_exists=True)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ExperimentalWarning)
             fail_stale_trials(study)  # a killed worker's trials, once their heartbeat is older than grace_period

@@ -22,10 +22,12 @@ COST_COLUMNS = ("token_layers_ratio", "prefill_flops_ratio", "kv_cache_bytes_rat
 """Cost of an arm relative to dense over the same sampled frames."""
 
 
-def sweep_runs(tracking_uri: str, experiment: str, parent_id: str, params: tuple[str, ...] = ()) -> pd.DataFrame:
+def sweep_runs(
+    tracking_uri: str, experiment: str, parent_id: str, params: tuple[str, ...] = (), tags: tuple[str, ...] = ()
+) -> pd.DataFrame:
     """One row per child run: ``arm`` (its varied overrides), the varied axes, ``status``, every metric under its
-    own name, and the logged config values ``params`` as numbers (NaN where a run has none: e.g. a `train=none`
-    arm's ``train.data.fraction``); ``attrs["axes"]`` lists the axes."""
+    own name, the logged config values ``params`` as numbers (NaN where a run has none: e.g. a `train=none`
+    arm's ``train.data.fraction``) and the run tags ``tags`` as text; ``attrs["axes"]`` lists the axes."""
     mlflow.set_tracking_uri(tracking_uri)
     runs = mlflow.search_runs(
         experiment_names=[experiment], filter_string=f"tags.`{TAG_PARENT}` = '{parent_id}'", max_results=50_000
@@ -42,8 +44,10 @@ def sweep_runs(tracking_uri: str, experiment: str, parent_id: str, params: tuple
     varied = [c for c in axes if axes[c].nunique(dropna=False) > 1]
     metrics = runs[[c for c in runs if c.startswith("metrics.")]].rename(columns=lambda c: c[len("metrics.") :])
     logged = pd.DataFrame({p: pd.to_numeric(runs.get(f"params.{p}"), errors="coerce") for p in params}, index=runs.index)
-    table = pd.concat([axes[varied], runs[["run_id", "status"]], logged, metrics], axis=1)
-    table.insert(0, "arm", [" ".join(f"{k}={row[k]}" for k in varied) or "job" for row in overrides])
+    tagged = pd.DataFrame({t: runs.get(f"tags.{t}") for t in tags}, index=runs.index)
+    table = pd.concat([axes[varied], runs[["run_id", "status"]], logged, tagged, metrics], axis=1)
+    arms = [" ".join(f"{k}={row[k]}" for k in varied if k in row) or "job" for row in overrides]  # a search's
+    table.insert(0, "arm", arms)  # trials can differ in which overrides they have (e.g. schedule.exponent)
     table = table.sort_values(varied or ["run_id"]).reset_index(drop=True)
     table.attrs["axes"] = varied
     return table

@@ -8,6 +8,9 @@ the metric ``m_se``) and how the arm should compare:
   more than that -> does not hold; otherwise inconclusive (the difference is within the noise of this suite).
 - ``no_worse``: no compared arm beats it by more than ``z`` combined SEs -> holds; otherwise does not hold.
 
+With ``at_most`` (a cost metric, e.g. ``token_layers_ratio``) only the arms at most as costly as the claimed one
+are compared: ``no_worse`` then says the arm is on the accuracy/cost Pareto front within the noise.
+
 The combined SE of two arms is sqrt(se_a² + se_b²): it treats their questions as independent, which is
 conservative for arms that answer the same questions (the paired SE would be smaller). A claim whose arms are
 missing, failed, or not told apart by the sweep's axes is "not testable here", with the reason.
@@ -41,6 +44,8 @@ class Claim:
     """better (beats each compared arm) or no_worse (no compared arm beats it)."""
     z: float = 2.0
     """How many combined standard errors make a difference."""
+    at_most: str | None = None
+    """A cost metric: compare only with arms whose cost is at most the claimed arm's (None: no cost filter)."""
 
 
 @dataclass
@@ -77,9 +82,13 @@ def check(table: pd.DataFrame, claim: Claim) -> Verdict:
     metric, se = claim.metric, f"{claim.metric}_se"
     if metric not in table or se not in table:
         return Verdict(claim, "not testable here", f"no arm logged {metric} with its SE {se}")
+    if claim.at_most is not None and claim.at_most not in table:
+        return Verdict(claim, "not testable here", f"no arm logged the cost {claim.at_most}")
     done = table[(table["status"] == "FINISHED") & table[metric].notna() & table[se].notna()]
     ours = done[_matches(done, claim.arm)]
     others = done[_matches(done, claim.against) & ~_matches(done, claim.arm)]
+    if claim.at_most is not None and len(ours) == 1:
+        others = others[others[claim.at_most] <= ours.iloc[0][claim.at_most]]
     if len(ours) != 1 or others.empty:
         found = f"{len(ours)} finished arm(s) match {claim.arm}, {len(others)} to compare with"
         return Verdict(claim, "not testable here", found)
@@ -93,8 +102,9 @@ def check(table: pd.DataFrame, claim: Claim) -> Verdict:
     else:
         outcome = "does not hold" if beaten else "holds"
     diff, combined, b = closest
+    cheaper = f" (at most its {claim.at_most} {a[claim.at_most]:.3f})" if claim.at_most else ""
     evidence = (
-        f"`{a['arm']}` {metric} {a[metric]:.3f} ± {a[se]:.3f}; closest of {len(gaps)} compared: `{b['arm']}` "
+        f"`{a['arm']}` {metric} {a[metric]:.3f} ± {a[se]:.3f}; closest of {len(gaps)} compared{cheaper}: `{b['arm']}` "
         f"{b[metric]:.3f} ± {b[se]:.3f}, difference {diff:+.3f} = {diff / combined:+.1f} combined SE"
         if combined
         else f"`{a['arm']}` {metric} {a[metric]:.3f}, `{b['arm']}` {b[metric]:.3f}: no spread to compare against"
