@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 
 import pytest
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
 from tests.test_run import compose_run
@@ -14,8 +15,10 @@ CLAIM_EXPERIMENTS = ["c1_lp_vs_heuristics", "c2_frames_vs_tokens", "c3_position_
 
 
 def axes(cfg) -> dict[str, list[str]]:
-    """The sweep's axes: override key (without +) -> its values."""
-    return {key.lstrip("+"): str(values).split(",") for key, values in cfg.hydra.sweeper.params.items()}
+    """The sweep's axes: override key (without +) -> its values, as Hydra parses them (a value can be a list)."""
+    parser = OverridesParser.create()
+    parsed = parser.parse_overrides([f"{key}={values}" for key, values in cfg.hydra.sweeper.params.items()])
+    return {o.get_key_element().lstrip("+"): list(o.sweep_string_iterator()) for o in parsed}
 
 
 @pytest.mark.parametrize("name", CLAIM_EXPERIMENTS)
