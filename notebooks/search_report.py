@@ -59,7 +59,7 @@ for split, prefix in SPLITS.items():
     done[f"front ({split})"] = pareto_front(done, f"{prefix}{cost}", f"{prefix}accuracy")
 columns = ["trial", "schedule.kept", *(f"{p}{m}" for p in SPLITS.values() for m in (cost, "accuracy", "accuracy_se")),
            *(c for c in done if c.startswith("front ("))]  # fmt: skip
-trials = done[[c for c in columns if c in done]].drop_duplicates(subset=["trial"]).sort_values("trial")
+trials = done[[c for c in columns if c in done]].sort_values("trial")
 display(Markdown(trials.to_markdown(index=False, floatfmt=".3f")))
 display(Markdown(f"`schedule.kept`: visual tokens per frame entering each decoder layer; `val.*`: the validation "
                  f"split the search optimised (its maximum over trials is biased upward: test the chosen schedules "

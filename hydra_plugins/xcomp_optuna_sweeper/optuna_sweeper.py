@@ -18,7 +18,7 @@ from hydra.errors import CompactHydraException
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from hydra.utils import get_method
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.exceptions import ExperimentalWarning
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_stale_trials
@@ -102,7 +102,7 @@ class OptunaSweeper(Sweeper):
         heartbeat_interval: int,
         grace_period: int | None,
         trial_key: str | None,
-        enqueue: list | None = None,
+        enqueue: ListConfig | None = None,
     ) -> None:
         # Heartbeats and stale-trial retries are "experimental" in Optuna since 2.x; used on purpose here (from worker
         # threads, where `catch_warnings` is not safe; Hydra's plugin scan would undo a module-level filter).
@@ -112,7 +112,7 @@ class OptunaSweeper(Sweeper):
         self.params = OmegaConf.to_container(params) if params else {}
         self.custom_search_space, self.custom = custom_search_space, None
         self.heartbeat_interval, self.grace_period, self.trial_key = heartbeat_interval, grace_period, trial_key
-        self.enqueue = [OmegaConf.to_container(p) if isinstance(p, DictConfig) else dict(p) for p in enqueue or []]
+        self.enqueue = OmegaConf.to_container(enqueue) if enqueue else []
         self.failed: tuple[int, int] | None = None
 
     def _check(self) -> None:
