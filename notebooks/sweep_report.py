@@ -13,7 +13,8 @@
 # %% [markdown]
 # Report of one sweep, read from MLflow: the verdict on each claim of the experiment, whether the suite
 # discriminates, one row per arm (child run), what varied between them, accuracy against cost with the Pareto
-# front, accuracy / frame recall by event depth, and curves over the swept numbers. Rendered at the end of
+# front, accuracy / frame recall by event depth, and curves over the swept numbers; for a rerun
+# (`report.rerun_of`), each arm against the original sweep's. Rendered at the end of
 # `python run.py +experiment=NAME` or again by `xcomp report NAME`.
 
 # %% tags=["parameters"]
@@ -26,6 +27,8 @@ claims = "[]"  # JSON list of the experiment's claims (xcomp.reporting.verdict.C
 chance = 0.25  # accuracy of guessing (four options per question)
 cost = "token_layers_ratio"  # the cost metric of the accuracy-vs-cost plot and its Pareto front
 numbers = "[]"  # JSON list of logged config values (train.data.fraction, ...) to draw accuracy curves over
+rerun_of = ""  # the report this sweep repeats (e.g. on a fresh data seed), "" for none
+original = ""  # that report's sweep (parent run id), whose arms are compared with these
 output_dir = "."  # where report.md and its PNGs go
 
 # %%
@@ -39,7 +42,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
 
-from xcomp.reporting.sweep import arms_table, family_spread, pareto_front, sweep_runs
+from xcomp.reporting.sweep import arms_table, family_spread, pareto_front, reproduction, sweep_runs
 from xcomp.reporting.verdict import Claim, check
 
 runs = sweep_runs(tracking_uri, experiment, sweep, tuple(json.loads(numbers)))
@@ -50,6 +53,24 @@ display(Markdown(f"# {title}\n\nSweep `{sweep}` in MLflow experiment `{experimen
 verdicts = [check(runs, Claim(**claim)) for claim in json.loads(claims)]
 if verdicts:
     display(Markdown("## Verdicts\n\n" + "\n".join(v.line() for v in verdicts)))
+
+# %%
+if original:
+    before = sweep_runs(tracking_uri, experiment, original, tuple(json.loads(numbers)))
+    again = reproduction(runs, before)
+    worst = again.loc[again["difference"].abs().idxmax()] if len(again) else None
+    changed = [(a, b) for a, b in zip(verdicts, (check(before, Claim(**c)) for c in json.loads(claims)))
+               if a.outcome != b.outcome]  # fmt: skip
+    lines = [f"## Against the original run\n\nThis sweep repeats `{rerun_of}` (sweep `{original}`): "
+             f"**{int(again['within'].sum())} of {len(again)} arms within 2 combined SE**"
+             + (f" (largest difference: `{worst['arm']}` {worst['difference']:+.3f}, combined SE "
+                f"{worst['combined_se']:.3f})" if worst is not None else "")
+             + f"; {len(verdicts) - len(changed)} of {len(verdicts)} verdicts the same."]
+    if changed:
+        lines.append("\n".join(f"- changed: {a.claim.text}: {b.outcome} there, {a.outcome} here" for a, b in changed))
+    if again.attrs["missing"]:
+        lines.append("Finished in only one of the two: " + ", ".join(f"`{a}`" for a in again.attrs["missing"]))
+    display(Markdown("\n\n".join([*lines, again.to_markdown(index=False, floatfmt=".3f")])))
 
 # %% [markdown]
 # ## Does the suite discriminate?

@@ -11,7 +11,9 @@ from omegaconf import OmegaConf
 
 from tests.test_run import compose_run
 
-CLAIM_EXPERIMENTS = ["c1_lp_vs_heuristics", "c2_frames_vs_tokens", "c3_position_bias", "c4_sct_fraction", "qc_grid"]
+CLAIM_EXPERIMENTS = [
+    "c1_lp_vs_heuristics", "c2_frames_vs_tokens", "c3_position_bias", "c4_sct_fraction", "qc_grid", "schedule_test",
+]
 
 
 def axes(cfg) -> dict[str, list[str]]:

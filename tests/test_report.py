@@ -3,6 +3,8 @@ renders it again from MLflow alone. Every notebook in notebooks/ is executed her
 
 from __future__ import annotations
 
+import math
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -114,6 +116,47 @@ def test_report_of_an_unknown_experiment_is_one_line(sweep, capsys):
     assert code != 0 and len(err) == 1 and "no sweep of +experiment=nothing_here" in err[0], err
     code, err = run_main(capsys, "report", "tiny", "--experiment", "xcomp", "--tracking-uri", uri, "--notebook", "nope")
     assert code != 0 and len(err) == 1 and "no report notebook" in err[0], err
+
+
+def test_a_fresh_seed_rerun_is_compared_arm_by_arm_with_the_original(sweep, tmp_path):
+    root = tmp_path / "store"
+    shutil.copytree(sweep[0], root)  # the original sweep's store, so the rerun adds to a copy
+    uri = f"sqlite:///{root}/mlflow.db"
+    base = [sys.executable, "run.py", "-m", "seg_len=4,8", "keep=0.25,0.5", *TINY, f"paths.root={root}",
+            f"logger.tracking_uri={uri}", "report=sweep", "report.name=tiny_seed5", CLAIM]  # fmt: skip
+    refused = subprocess.run([*base, "report.rerun_of=nothing_here"], cwd=ROOT, capture_output=True, text=True)
+    errors = [line for line in refused.stderr.splitlines() if line.strip()]
+    assert refused.returncode == 1 and len(errors) == 1 and "no sweep of +experiment=nothing_here" in errors[0], errors
+
+    done = subprocess.run([*base, "report.rerun_of=tiny", "data.seed=5"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    mlflow.set_tracking_uri(uri)
+    parents = mlflow.search_runs(experiment_names=["xcomp"], filter_string="tags.`xcomp.report.name` != ''")
+    by_name = parents.set_index("tags.xcomp.report.name")["run_id"]
+    assert len(parents) == 2 and parents["tags.xcomp.report.original"].dropna().tolist() == [by_name["tiny"]]
+    children = {name: mlflow.search_runs(experiment_names=["xcomp"], filter_string=f"tags.`{TAG_PARENT}` = '{run}'")
+                for name, run in by_name.items()}  # fmt: skip
+
+    report = root / "reports" / "tiny_seed5" / "report.md"
+    rows = markdown_table(report, "## Against the original run")
+    assert len(rows) == 4
+    within = 0
+    for row in rows:
+        rerun, first = (arm_run(children[name], row["arm"]) for name in ("tiny_seed5", "tiny"))
+        assert float(row["accuracy (rerun)"]) == pytest.approx(rerun["metrics.accuracy"], abs=5e-4)
+        assert float(row["accuracy (original)"]) == pytest.approx(first["metrics.accuracy"], abs=5e-4)
+        gap = rerun["metrics.accuracy"] - first["metrics.accuracy"]
+        combined = math.hypot(rerun["metrics.accuracy_se"], first["metrics.accuracy_se"])
+        assert row["within"] == str(abs(gap) <= 2 * combined)
+        within += abs(gap) <= 2 * combined
+    assert f"**{within} of 4 arms within 2 combined SE**" in report.read_text()
+
+    res = run_cli("report", "tiny", "--experiment", "xcomp", "--tracking-uri", uri, "--rerun-of", "tiny_seed5",
+                  "--out", str(tmp_path / "reverse"))  # fmt: skip
+    assert res.returncode == 0, res.stderr[-2000:]  # an earlier sweep compared after the fact, the other way round
+    reverse = markdown_table(tmp_path / "reverse" / "report.md", "## Against the original run")
+    assert {r["arm"]: r["within"] for r in reverse} == {r["arm"]: r["within"] for r in rows}
 
 
 def test_the_schedule_search_experiment_tries_the_cosine_first_and_reports_its_front(tmp_path):

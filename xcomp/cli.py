@@ -194,6 +194,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     experiment = args.experiment or args.name
     sweep = args.sweep or latest_sweep(args.tracking_uri, experiment, args.name)
     settings = {"title": args.name, **report_settings(args.tracking_uri, sweep)}
+    if args.rerun_of:
+        original = latest_sweep(args.tracking_uri, experiment, args.rerun_of)
+        settings.update(rerun_of=args.rerun_of, original=original)
     notebook = args.notebook or settings.get("notebook", "sweep_report")
     parameters = {"tracking_uri": args.tracking_uri, "experiment": experiment, "sweep": sweep,
                   **{k: v for k, v in settings.items() if k not in ("name", "notebook")}}  # fmt: skip
@@ -273,6 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--experiment", help="MLflow experiment (default: NAME)")
     report.add_argument("--notebook", help="notebook in notebooks/ (default: the one the sweep rendered with)")
     report.add_argument("--out", help="output folder (default: reports/NAME)")
+    report.add_argument("--rerun-of", help="the report this sweep repeats: compare each arm with its latest sweep's "
+                        "(default: the one the sweep was started with, if any)")  # fmt: skip
     report.set_defaults(func=cmd_report)
 
     conv = sub.add_parser("convert", help="published VideoChat-Flash/XComp checkpoint -> xcomp folder")

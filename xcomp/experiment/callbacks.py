@@ -16,6 +16,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from xcomp.errors import XCompError
 from xcomp.tracking import Tracker, fingerprint
 
 PARENT_FILE = "mlflow_parent_run_id"
@@ -41,6 +42,7 @@ class MLflowSweep(Callback):
     def __init__(self) -> None:
         self.tracker: Tracker | None = None
         self.parent_id: str | None = None
+        self.original: dict[str, str] = {}
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         HydraConfig.instance().set_config(config)  # the launcher does so only later; ${hydra:...} needs it
@@ -48,6 +50,9 @@ class MLflowSweep(Callback):
             return
         try:
             self._start(config)
+        except XCompError as error:  # e.g. report.rerun_of names a report with no sweep
+            print(f"error: {error}", file=sys.stderr, flush=True)
+            raise SystemExit(1) from None
         except Exception as error:  # Hydra would only warn and run the jobs untracked
             message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             print(f"error: MLflow at {config.logger.tracking_uri}: {message}", file=sys.stderr, flush=True)
@@ -56,6 +61,11 @@ class MLflowSweep(Callback):
     def _start(self, config: DictConfig) -> None:
         logger = config.logger
         self.tracker = Tracker(logger.tracking_uri, logger.experiment, logger.artifact_root)
+        if config.report is not None and config.report.rerun_of:  # the sweep it repeats, found before any job runs
+            from xcomp.reporting.sweep import latest_sweep
+
+            original = latest_sweep(logger.tracking_uri, logger.experiment, config.report.rerun_of)
+            self.original = {"rerun_of": config.report.rerun_of, "original": original}
         overrides = list(config.hydra.overrides.task)
         body = OmegaConf.to_container(config, resolve=False)
         body.pop("hydra", None)
@@ -96,14 +106,13 @@ class MLflowSweep(Callback):
 
     def _render(self, config: DictConfig) -> None:
         """Render the experiment's report from MLflow into `paths.reports/<report.name>` and log it to the parent."""
-        from xcomp.errors import XCompError
         from xcomp.reporting.render import render
 
         report = config.report
         out = Path(config.paths.reports) / report.name
         claims = json.dumps(OmegaConf.to_container(report.claims, resolve=True))
         settings = {"title": report.title, "command": report_command(config), "claims": claims, "cost": report.cost,
-                    "numbers": json.dumps(list(report.numbers))}  # fmt: skip
+                    "numbers": json.dumps(list(report.numbers)), **self.original}  # fmt: skip
         for key, value in {"name": report.name, "notebook": report.notebook, **settings}.items():
             self.tracker.client.set_tag(self.parent_id, f"xcomp.report.{key}", value)
         logger = config.logger

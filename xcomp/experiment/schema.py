@@ -135,6 +135,8 @@ class ReportConfig:
     """Cost metric of the accuracy-vs-cost plot (token_layers when arms sample different frame counts)."""
     numbers: list[str] = field(default_factory=list)
     """Logged config values (e.g. train.data.fraction) the report draws accuracy curves over."""
+    rerun_of: str | None = None
+    """Report this sweep repeats (e.g. on a fresh data seed): its latest sweep's arms are compared with these."""
 
 
 @dataclass

@@ -86,6 +86,21 @@ def arms_table(table: pd.DataFrame) -> pd.DataFrame:
     return arms
 
 
+def reproduction(rerun: pd.DataFrame, original: pd.DataFrame, metric: str = "accuracy", z: float = 2.0) -> pd.DataFrame:
+    """Per arm finished in both sweeps (matched by name): ``metric`` ± SE in each, their difference, its combined SE
+    sqrt(se_a² + se_b²) and whether the difference is within ``z`` of those (the rerun reproduces the arm);
+    ``attrs["missing"]`` lists the arms finished in only one of the two."""
+    se = f"{metric}_se"
+    sides = [t[t["status"] == "FINISHED"].set_index("arm")[[metric, se]] for t in (rerun, original)]
+    both = sides[0].join(sides[1], lsuffix=" (rerun)", rsuffix=" (original)", how="inner")
+    difference = both[f"{metric} (rerun)"] - both[f"{metric} (original)"]
+    combined = np.hypot(both[f"{se} (rerun)"], both[f"{se} (original)"])
+    table = both.assign(difference=difference, combined_se=combined, within=difference.abs() <= z * combined)
+    table = table.reset_index()
+    table.attrs["missing"] = sorted(set(sides[0].index) ^ set(sides[1].index))
+    return table
+
+
 def family_spread(table: pd.DataFrame, chance: float) -> pd.DataFrame:
     """Per question family: lowest and highest accuracy over the arms, and whether the family saturates (every arm
     >= 0.95), sits at chance (no arm above ``chance`` by 2 SE) or discriminates."""
