@@ -80,12 +80,12 @@ def test_a_killed_search_continues_its_study_without_repeating_a_trial(tmp_path)
     states = [t.state.name for t in trials]
     assert states.count("COMPLETE") == 3 and states.count("FAIL") == 1, states
     (retry,) = [t for t in trials if t.system_attrs.get("failed_trial") is not None]
-    assert retry.system_attrs["failed_trial"] == 1 and trials[1].state.name == "FAIL"
-    assert retry.params == trials[1].params
+    (killed,) = [t.number for t in trials if t.state.name == "FAIL"]  # 1, or 2 when trial 1 ended within the 2 s
+    assert killed >= 1 and retry.system_attrs["failed_trial"] == killed and retry.params == trials[killed].params
     jobs = sorted(t.system_attrs.get("failed_trial", t.number) for t in trials if t.state.name == "COMPLETE")
-    assert jobs == [0, 1, 3]  # trial 2 reran trial 1's job (and resumed it); trial 3 is new
+    assert jobs == sorted(set(range(len(trials))) - {retry.number})  # the retry reran (resumed) the killed job
     runs = children(tmp_path, "search_schedule")
-    assert sorted(int(r.data.tags["optuna.trial"]) for r in runs) == jobs  # one MLflow run per job: 1's was resumed
+    assert sorted(int(r.data.tags["optuna.trial"]) for r in runs) == jobs  # one MLflow run per job: killed's resumed
     assert all(r.info.status == "FINISHED" for r in runs)
 
 
