@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 from tests.test_run import CONF, ROOT
 from xcomp.shipped import shipped_model
 
-STAGES = ["1_dense", "2_vision_tags", "3_all", "4_all_2"]
+STAGES = ["1_dense", "2_vision_tags", "3_all", "4_all_2", "5_order", "6_all_3"]
 
 
 def _compose(tmp_path, *overrides):
@@ -31,7 +31,7 @@ def test_the_base_recipe_runs_its_stages_in_order_each_from_the_one_before(tmp_p
         assert after.train.init == f"{before.train.output_dir}/final"
     assert stages[1].train.objective == "frame_tags" and not stages[2].train.train_vision
     seeds = [s.train.data.seed for s in stages]
-    assert len(set(seeds)) == 4 and stages[0].data.seed not in seeds  # the tests draw other cases
+    assert len(set(seeds)) == len(STAGES) and stages[0].data.seed not in seeds  # the tests draw other cases
     last = stages[-1]
     assert OmegaConf.to_container(last.schedule.kept) == [16, 9, 3, 1] and last.train.answer_frames == 32
     assert all(s.compress._target_.endswith(".Dense") for s in stages)

@@ -26,6 +26,7 @@ class StepLog(L.Callback):
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.start = time.time()
+
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
         for name, value in pl_module.last.items():
             value = trainer.strategy.reduce(value.float(), reduce_op="mean").item()
