@@ -79,7 +79,8 @@ def test_the_sweep_ends_with_a_report_whose_numbers_are_mlflows(sweep):
     verdicts = lines[lines.index("## Verdicts") + 1 :]
     (line,) = [v for v in verdicts[:3] if v.startswith("- **")]
     assert line.startswith(f"- **{outcome}**: 8-frame segments beat 4 (`") and "seg_len=8" in line.split("`")[1]
-    assert f"accuracy {ours['metrics.accuracy']:.3f} ± {ours['metrics.accuracy_se']:.3f}" in line
+    spread = f" ± {ours['metrics.accuracy_se']:.3f}" if se else ","  # two arms without spread: no ± to show
+    assert f"accuracy {ours['metrics.accuracy']:.3f}{spread}" in line
     assert lines.index("## Verdicts") < lines.index("## Arms")  # the verdicts come first
     for figure in ("accuracy_over_keep.png", "accuracy_over_seg_len.png", "grid_accuracy.png"):
         assert (report.parent / figure).stat().st_size > 1000, figure  # curves over each number, and the grid
