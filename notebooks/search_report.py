@@ -39,13 +39,17 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
 
-from xcomp.reporting.sweep import family_spread, pareto_front, sweep_runs
+from xcomp.reporting.sweep import family_spread, pareto_front, study_trials, sweep_runs
 from xcomp.reporting.verdict import Claim, check
 
 runs = sweep_runs(tracking_uri, experiment, sweep, tags=("schedule.kept",))
 done = runs[runs["status"] == "FINISHED"].copy()
+study = study_trials(tracking_uri, sweep)
+repeats = study["user_attrs_duplicate_of"].notna().sum() if "user_attrs_duplicate_of" in study else 0
 display(Markdown(f"# {title}\n\nSearch `{sweep}` in MLflow experiment `{experiment}` ({tracking_uri}): "
-                 f"{len(done)} of {len(runs)} trials finished.\n\nCommand: `{command or '(not recorded)'}`"))
+                 f"{len(done)} of {len(runs)} trial jobs finished; the study has {len(study)} trials, {repeats} of "
+                 f"them repeats of an earlier trial's parameters that took its values without a job of their own."
+                 f"\n\nCommand: `{command or '(not recorded)'}`"))
 verdicts = [check(runs, Claim(**claim)) for claim in json.loads(claims)]
 if verdicts:
     display(Markdown("## Verdicts\n\n" + "\n".join(v.line() for v in verdicts)))

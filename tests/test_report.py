@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import mlflow
+import optuna
 import pytest
 
 from tests.test_cli import run_cli, run_main
@@ -184,3 +185,6 @@ def test_the_schedule_search_experiment_tries_the_cosine_first_and_reports_its_f
     verdicts = [line for line in text.splitlines() if line.startswith("- **")]
     assert len(verdicts) == 2 and all("trial=0" in v or "not testable" in v for v in verdicts), verdicts
     assert "Traceback" not in text and "Warning" not in text
+    trials = optuna.load_study(study_name="schedule_search", storage=f"sqlite:///{tmp_path}/optuna.db").trials
+    repeats = sum("duplicate_of" in t.user_attrs for t in trials)  # the report counts the study's trials, not runs
+    assert f"the study has {len(trials)} trials, {repeats} of them repeats" in text.replace("\n", " ")

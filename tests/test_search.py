@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import optuna
 import pytest
@@ -82,11 +83,29 @@ def test_a_killed_search_continues_its_study_without_repeating_a_trial(tmp_path)
     (retry,) = [t for t in trials if t.system_attrs.get("failed_trial") is not None]
     (killed,) = [t.number for t in trials if t.state.name == "FAIL"]  # 1, or 2 when trial 1 ended within the 2 s
     assert killed >= 1 and retry.system_attrs["failed_trial"] == killed and retry.params == trials[killed].params
-    jobs = sorted(t.system_attrs.get("failed_trial", t.number) for t in trials if t.state.name == "COMPLETE")
-    assert jobs == sorted(set(range(len(trials))) - {retry.number})  # the retry reran (resumed) the killed job
+    copies = {t.number for t in trials if "duplicate_of" in t.user_attrs}  # the restarted sampler's repeats: no job
+    jobs = sorted(t.system_attrs.get("failed_trial", t.number) for t in trials
+                  if t.state.name == "COMPLETE" and t.number not in copies)  # fmt: skip
+    assert jobs == sorted(set(range(len(trials))) - {retry.number} - copies)  # the retry reran (resumed) the killed job
     runs = children(tmp_path, "search_schedule")
     assert sorted(int(r.data.tags["optuna.trial"]) for r in runs) == jobs  # one MLflow run per job: killed's resumed
     assert all(r.info.status == "FINISHED" for r in runs)
+
+
+def test_a_trial_with_a_finished_trials_parameters_takes_its_values_without_a_job(tmp_path):
+    one_schedule = ["hydra.sweeper.custom_search_space=null", "schedule.final=choice(2)", "schedule.shape=choice(linear)"]
+    res = subprocess.run(command(tmp_path, *SEARCH, "search.n_trials=3", *one_schedule), cwd=ROOT,
+                         capture_output=True, text=True)  # fmt: skip
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    first, *repeats = study(tmp_path).trials
+    assert [t.state.name for t in (first, *repeats)] == ["COMPLETE"] * 3 and "duplicate_of" not in first.user_attrs
+    assert [t.user_attrs.get("duplicate_of") for t in repeats] == [0, 0]
+    assert all(t.params == first.params and t.values == first.values for t in repeats)
+    (run,) = children(tmp_path, "search_schedule")  # one job ran: the first trial's
+    assert run.data.tags["optuna.trial"] == "0" and first.values[0] == run.data.metrics["val.accuracy"]
+    parent = run.data.tags["mlflow.parentRunId"]
+    table = Path(client(tmp_path).download_artifacts(parent, "trials.csv", str(tmp_path))).read_text()
+    assert table.splitlines()[0].split(",").count("user_attrs_duplicate_of") == 1  # the record of repeats
 
 
 def test_a_budget_search_prunes_schedules_over_budget_before_running_them(tmp_path):

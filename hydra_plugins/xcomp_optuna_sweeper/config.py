@@ -99,6 +99,9 @@ class OptunaSweeperConf:
     enqueue: list[dict[str, Any]] = field(default_factory=list)
     """Parameter sets the study tries first (`Study.enqueue_trial`, skipped if the study has them): a reference
     point such as the paper's schedule, run through the same job as the searched ones."""
+    deduplicate: bool = False
+    """Answer a trial whose parameters equal a finished (COMPLETE) trial's with that trial's values instead of
+    running its job again (user attribute `duplicate_of`): for deterministic jobs, where a rerun is wasted."""
 
 
 ConfigStore.instance().store(group="hydra/sweeper", name="optuna", node=OptunaSweeperConf, provider="xcomp")

@@ -26,6 +26,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 log = logging.getLogger(__name__)
 
+DUPLICATE = "duplicate_of"
+"""User attribute of a trial answered with the values of an earlier trial with its parameters (`deduplicate`)."""
 SURPLUS = "surplus"
 """User attribute of a trial pruned unrun because other workers had already started the study's last trials."""
 RESULTS = "optimization_results.yaml"
@@ -103,6 +105,7 @@ class OptunaSweeper(Sweeper):
         grace_period: int | None,
         trial_key: str | None,
         enqueue: ListConfig | None = None,
+        deduplicate: bool = False,
     ) -> None:
         # Heartbeats and stale-trial retries are "experimental" in Optuna since 2.x; used on purpose here (from worker
         # threads, where `catch_warnings` is not safe; Hydra's plugin scan would undo a module-level filter).
@@ -113,6 +116,7 @@ class OptunaSweeper(Sweeper):
         self.custom_search_space, self.custom = custom_search_space, None
         self.heartbeat_interval, self.grace_period, self.trial_key = heartbeat_interval, grace_period, trial_key
         self.enqueue = OmegaConf.to_container(enqueue) if enqueue else []
+        self.deduplicate = deduplicate
         self.failed: tuple[int, int] | None = None
 
     def _check(self) -> None:
@@ -210,6 +214,11 @@ class OptunaSweeper(Sweeper):
             trial.set_user_attr(SURPLUS, True)  # another worker started the study's last trial first
             raise optuna.TrialPruned(f"the study already has its {self.n_trials} trials")
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+        same = [t for t in trials if t.state == TrialState.COMPLETE and t.params == trial.params]
+        if self.deduplicate and same:
+            trial.set_user_attr(DUPLICATE, same[0].number)
+            log.info("trial %d has the parameters of trial %d: its values, no job", trial.number, same[0].number)
+            return same[0].values
         original = RetryHeartbeatStaleTrialCallback.retried_trial_number(trials[trial.number])
         number = trial.number if original is None else original  # a retry resumes the killed trial's job
         overrides = [f"{k}={v}" for k, v in {**trial.params, **fixed}.items()]

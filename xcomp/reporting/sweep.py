@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import tempfile
 
 import mlflow
 import numpy as np
@@ -126,3 +127,12 @@ def report_settings(tracking_uri: str, parent_id: str) -> dict[str, str]:
     command, claims as JSON, cost), from the parent's ``xcomp.report.*`` tags."""
     tags = mlflow.MlflowClient(tracking_uri).get_run(parent_id).data.tags
     return {key.removeprefix(REPORT_TAG): value for key, value in tags.items() if key.startswith(REPORT_TAG)}
+
+
+def study_trials(tracking_uri: str, parent_id: str) -> pd.DataFrame:
+    """An Optuna search's study, one row per trial (`trials.csv` of its parent run; empty for a plain sweep)."""
+    client = mlflow.MlflowClient(tracking_uri)
+    if not any(a.path == "trials.csv" for a in client.list_artifacts(parent_id)):
+        return pd.DataFrame()
+    with tempfile.TemporaryDirectory() as folder:
+        return pd.read_csv(client.download_artifacts(parent_id, "trials.csv", folder))
