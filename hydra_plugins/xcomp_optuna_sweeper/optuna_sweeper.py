@@ -214,8 +214,8 @@ class OptunaSweeper(Sweeper):
             trial.set_user_attr(SURPLUS, True)  # another worker started the study's last trial first
             raise optuna.TrialPruned(f"the study already has its {self.n_trials} trials")
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
-        same = [t for t in trials if t.state == TrialState.COMPLETE and t.params == trial.params]
-        if self.deduplicate and same:
+        same = [t for t in trials if t.state == TrialState.COMPLETE and t.params == trial.params] if self.deduplicate else []
+        if same:
             trial.set_user_attr(DUPLICATE, same[0].number)
             log.info("trial %d has the parameters of trial %d: its values, no job", trial.number, same[0].number)
             return same[0].values
