@@ -44,12 +44,12 @@ from xcomp.reporting.verdict import Claim, check
 
 runs = sweep_runs(tracking_uri, experiment, sweep, tags=("schedule.kept",))
 done = runs[runs["status"] == "FINISHED"].copy()
-study = study_trials(tracking_uri, sweep)
+study = study_trials(tracking_uri, sweep)  # empty until the search ends and logs trials.csv
 repeats = study["user_attrs_duplicate_of"].notna().sum() if "user_attrs_duplicate_of" in study else 0
+counted = (f"; the study has {len(study)} trials, {repeats} of them repeats of an earlier trial's parameters that "
+           f"took its values without a job of their own" if len(study) else "")
 display(Markdown(f"# {title}\n\nSearch `{sweep}` in MLflow experiment `{experiment}` ({tracking_uri}): "
-                 f"{len(done)} of {len(runs)} trial jobs finished; the study has {len(study)} trials, {repeats} of "
-                 f"them repeats of an earlier trial's parameters that took its values without a job of their own."
-                 f"\n\nCommand: `{command or '(not recorded)'}`"))
+                 f"{len(done)} of {len(runs)} trial jobs finished{counted}.\n\nCommand: `{command or '(not recorded)'}`"))
 verdicts = [check(runs, Claim(**claim)) for claim in json.loads(claims)]
 if verdicts:
     display(Markdown("## Verdicts\n\n" + "\n".join(v.line() for v in verdicts)))
