@@ -21,7 +21,7 @@ from xcomp.compression.qc_comp import FrameScores, QCCompConfig, split_prompt
 from xcomp.compression.selectors import FrameSelector, QCComp
 from xcomp.errors import PromptTooLongError, XCompError
 from xcomp.model.modeling import IGNORE_INDEX, XCompForCausalLM
-from xcomp.model.processing import OPTION_LETTERS, PromptConfig, XCompProcessor, build_prompt, parse_choice
+from xcomp.model.processing import ANSWER_PARSERS, OPTION_LETTERS, PromptConfig, XCompProcessor, build_prompt
 from xcomp.pipeline_config import load_pipeline_config, reference_defaults, save_pipeline_config
 from xcomp.video.decode import Video, load_video
 from xcomp.video.sampling import FrameSamplingConfig
@@ -35,10 +35,13 @@ class Answer:
     """The generated answer."""
     choice: str | None
     """For multiple-choice questions, the option letter the answer picks; when the text names no option (a model
-    that answers in words, e.g. "yellow triangle" among "yellow cross" and "white triangle"), the option whose text
-    the model finds most likely as its answer (see `choice_scored`). None without options."""
+    that answers in words, e.g. "yellow triangle" among "yellow cross" and "white triangle") and the pipeline
+    scores options, the option whose text the model finds most likely as its answer (see `choice_scored`), else
+    None. None without options."""
     choice_scored: bool
     """Whether `choice` came from scoring the options rather than from the generated text."""
+    unparsed: bool
+    """Whether the generated text named no option (by the pipeline's `answer_rule`)."""
     kept_frames: list[int]
     """Indices (into the sampled frames) of the frames the answer was generated from, in temporal order."""
     kept_timestamps: list[float]
@@ -63,6 +66,8 @@ class XCompPipeline:
         prompt: PromptConfig | None = None,
         vision_batch: int = 64,
         selector: FrameSelector | None = None,
+        answer_rule: str = "lenient",
+        score_options: bool = True,
     ):
         """
         Args:
@@ -72,7 +77,12 @@ class XCompPipeline:
             prompt: system message and time message of the prompt.
             vision_batch: frames per vision-tower call (rounded to whole clips); bounds activation memory.
             selector: which frames to answer from (`xcomp.compression.selectors`); default: QC-Comp with `qc`.
+            answer_rule: how the reply's option letter is read (`xcomp.model.processing.ANSWER_PARSERS`).
+            score_options: when the reply names no option, take the option the model finds most likely.
         """
+        if answer_rule not in ANSWER_PARSERS:
+            raise XCompError(f"answer_rule must be one of {', '.join(ANSWER_PARSERS)}, got {answer_rule!r}")
+        self.answer_rule, self.score_options = answer_rule, score_options
         self.model = model.eval()
         self.processor = processor
         clip = model.config.local_num_frames
@@ -183,8 +193,9 @@ class XCompPipeline:
         text = self.processor.decode(out[0, ids.shape[1] :])
         seconds["generate"] = time.perf_counter() - t0
 
-        choice = parse_choice(text, len(options), options) if options else None
-        scored = bool(options) and choice is None
+        choice = ANSWER_PARSERS[self.answer_rule](text, options) if options else None
+        unparsed = bool(options) and choice is None
+        scored = unparsed and self.score_options
         scored_lengths = []
         t0 = time.perf_counter()
         if scored:
@@ -198,6 +209,7 @@ class XCompPipeline:
             text=text,
             choice=choice,
             choice_scored=scored,
+            unparsed=unparsed,
             kept_frames=kept_list,
             kept_timestamps=[float(video.timestamps[i]) for i in kept_list],
             num_frames=N,

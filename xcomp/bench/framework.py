@@ -21,7 +21,9 @@ from pathlib import Path
 BARE = """
 import sys
 from xcomp.compression.selectors import QCComp
-from xcomp.evaluation.runner import answer_questions, load_suite, summarize
+from xcomp.data.jsonl import JsonlSuite
+from xcomp.evaluation.runner import answer_suite, summarize
+from xcomp.evaluation.suite import EvalSuite, frame_sampling
 from xcomp.model.convert import load_model
 from xcomp.model.processing import XCompProcessor
 from xcomp.pipeline import XCompPipeline
@@ -32,9 +34,10 @@ for compression, name in (("lp_comp", "xcomp_tiny"), ("uniform_drop", "base_tiny
     for seg_len in (8, 16):
         model = load_model(path, compression=compression)
         processor = XCompProcessor.from_pretrained(path, image_size=model.config.vision_config.image_size)
-        rows, videos = load_suite(sys.argv[1], 64, model.config.vision_config.image_size)
+        source = JsonlSuite(questions=sys.argv[1])
+        suite = EvalSuite(source, source.suite(), *frame_sampling(source, 64, processor.image_size, 4))
         pipe = XCompPipeline(model, processor, selector=QCComp(keep=0.5, segment_frames=seg_len))
-        print(compression, seg_len, summarize(answer_questions(pipe, rows, videos))["accuracy"])
+        print(compression, seg_len, summarize(answer_suite(pipe, suite))["accuracy"])
 """
 """The card's four arms (compress=lp,heuristic x seg_len=8,16) written against the library, in one process."""
 

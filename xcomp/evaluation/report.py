@@ -29,15 +29,21 @@ class Record:
     depth: float | None
     answer: str
     prediction: str | None
+    video: str = ""
+    """The question's video id (questions of one video are clustered in the SE)."""
     kept_frames: Sequence[int] = ()
     event_kept: bool | None = None
     """Single-event questions: whether a frame showing the event reached the LLM (frame-selection recall)."""
     choice_scored: bool = False
     """Whether the prediction came from scoring the options because the generated text named none."""
+    unparsed: bool = False
+    """Whether the generated text named no option (by the source's answer rule)."""
     text: str = ""
     """The generated answer."""
     cost: dict = field(default_factory=dict)
     """Analytic cost and measured seconds of this answer (see `evaluation.runner.answer_cost`)."""
+    meta: dict = field(default_factory=dict)
+    """The question's metadata from its source (benchmark fields for breakdowns)."""
 
     @property
     def correct(self) -> bool:

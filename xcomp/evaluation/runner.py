@@ -1,19 +1,19 @@
 """Evaluate one system (a pipeline: model + token compressor + frame selector) on a QA suite.
 
-`load_suite` reads an `xcomp synth`-format JSONL and decodes every video once at a frame count (the same frames
-for every system); `answer_questions` answers each question with `XCompPipeline.answer` and keeps the answer,
-the kept frames and the run's cost as a `Record`; `summarize` turns records into the metrics a run reports.
+`answer_suite` goes through an `EvalSuite` video by video (each video decoded once for all its questions, then let
+go) and answers each question with `XCompPipeline.answer`, keeping the answer, the kept frames and the run's cost
+as a `Record`; `summarize` turns records into the metrics a run reports.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import asdict
-from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from xcomp.data.source import Question
+from xcomp.evaluation.breakdowns import binomial_se, breakdown_metrics, clustered_se
 from xcomp.evaluation.report import (
     DEPTH_BINS,
     SINGLE_EVENT_FAMILIES,
@@ -23,42 +23,19 @@ from xcomp.evaluation.report import (
     group,
     recall,
 )
+from xcomp.evaluation.suite import EvalSuite
 from xcomp.pipeline import XCompPipeline
 from xcomp.video.decode import Video
 
-QUESTION_KEYS = ("id", "video", "question", "options", "answer", "family")
-"""Keys every question of a suite must have."""
 STAGES = ("load", "vision", "scoring", "generate", "option_scoring")
 """Measured stages of an answer (`Answer.accounting['seconds']`); 'load' is decoding when given a file."""
 
 
-def load_suite(
-    questions: str | Path,
-    frames: int,
-    image_size: int,
-    limit: int | None = None,
-    progress: bool = False,
-    backend: str = "auto",
-) -> tuple[list[dict], dict]:
-    """The (first ``limit``) questions and each one's video decoded to ``frames`` frames of ``image_size`` px
-    (keyed by id) by video ``backend``."""
-    from xcomp.synth.generate import read_questions
-    from xcomp.video import FrameSamplingConfig, load_video
-
-    questions = Path(questions)
-    rows = read_questions(questions, QUESTION_KEYS)[:limit]
-    sampling = FrameSamplingConfig(size=image_size, min_frames=4, max_frames=max(frames, 4), allow_repeat=True)
-    videos = {}
-    for row in tqdm(rows, desc=f"decode @{frames}", disable=not progress):
-        videos[row["id"]] = load_video(questions.parent / row["video"], sampling, num_frames=frames, backend=backend)
-    return rows, videos
-
-
-def event_kept(row: dict, timestamps: Sequence[float]) -> bool | None:
+def event_kept(meta: dict, timestamps: Sequence[float]) -> bool | None:
     """Single-event questions: whether a kept frame's time falls on the event's frames (None for others)."""
-    if row.get("family") not in SINGLE_EVENT_FAMILIES or not row.get("events"):
+    if meta.get("family") not in SINGLE_EVENT_FAMILIES or not meta.get("events"):
         return None
-    event, fps = row["events"][0], row["fps"]
+    event, fps = meta["events"][0], meta["fps"]
     return any(event["start"] <= round(t * fps) < event["end"] for t in timestamps)
 
 
@@ -79,20 +56,19 @@ def answer_cost(accounting: dict) -> dict:
     }
 
 
-def answer_questions(
+def answer_video(
     pipe: XCompPipeline,
-    rows: Sequence[dict],
-    videos: dict[str, Video],
+    questions: Sequence[Question],
+    video: Video,
     system: str = "system",
     max_new_tokens: int = 8,
-    progress: bool = False,
 ) -> list[Record]:
-    """Answer every question with ``pipe`` (its selector keeps frames, its model compresses tokens)."""
+    """Answer each of ``questions`` about the decoded ``video`` with ``pipe`` (its selector keeps frames, its
+    model compresses tokens)."""
     records = []
     T = pipe.model.model.visual_tokens_per_frame
-    for row in tqdm(rows, desc=system, disable=not progress):
-        video = videos[row["id"]]
-        ans = pipe.answer(video, row["question"], row["options"], max_new_tokens=max_new_tokens)
+    for q in questions:
+        ans = pipe.answer(video, q.question, q.options, max_new_tokens=max_new_tokens)
         cost = answer_cost(ans.accounting)
         records.append(
             Record(
@@ -100,34 +76,58 @@ def answer_questions(
                 frames=ans.num_frames,
                 llm_tokens=len(ans.kept_frames) * T,
                 token_layers=cost["token_layers"],
-                id=row["id"],
-                family=row["family"],
-                depth=row.get("depth"),
-                answer=row["answer"],
+                id=q.id,
+                family=q.meta.get("family", ""),
+                depth=q.meta.get("depth"),
+                answer=q.answer,
                 prediction=ans.choice,
+                video=q.video,
                 kept_frames=ans.kept_frames,
-                event_kept=event_kept(row, ans.kept_timestamps),
+                event_kept=event_kept(q.meta, ans.kept_timestamps),
                 choice_scored=ans.choice_scored,
+                unparsed=ans.unparsed,
                 text=ans.text,
                 cost=cost,
+                meta=q.meta,
             )
         )
     return records
 
 
-def binomial_se(p: float, n: int) -> float:
-    """Standard error of an accuracy ``p`` over ``n`` questions."""
-    return math.sqrt(p * (1 - p) / n) if n else float("nan")
+def answer_suite(
+    pipe: XCompPipeline, suite: EvalSuite, system: str = "system", max_new_tokens: int = 8, progress: bool = False
+) -> list[Record]:
+    """Answer every question of ``suite``, video by video, in suite order."""
+    records = []
+    with tqdm(total=len(suite.questions), desc=system, unit="question", disable=not progress) as bar:
+        for _, questions, video in suite.loader():
+            records += answer_video(pipe, questions, video, system, max_new_tokens)
+            bar.update(len(questions))
+    return records
 
 
-def summarize(records: Sequence[Record]) -> dict[str, float]:
-    """The metrics of a run: accuracy, per family and depth bin, QC frame recall (overall and by depth), each
-    proportion ``m`` with its binomial SE as ``m_se``; cost and its ratio to dense over all sampled frames, seconds
-    per stage (means per question), questions answered."""
+def summarize(
+    records: Sequence[Record], breakdowns: Sequence[str] = (), macro: str | None = None
+) -> dict[str, float]:
+    """The metrics of a run: accuracy with its binomial SE and its SE clustered by video
+    (`accuracy_se_cluster`), per value of each of the source's ``breakdowns`` fields and their ``macro`` mean
+    (`xcomp.evaluation.breakdowns`), per synthetic family and depth bin, QC frame recall (overall and by depth),
+    each proportion ``m`` with its binomial SE as ``m_se``; the share of replies that named no option
+    (`unparsed`); cost and its ratio to dense over all sampled frames, seconds per stage (means per question),
+    questions answered."""
     n = len(records)
     acc = accuracy(records)
-    out = {"accuracy": acc, "accuracy_se": binomial_se(acc, n), "questions": float(n)}
+    out = {
+        "accuracy": acc,
+        "accuracy_se": binomial_se(acc, n),
+        "accuracy_se_cluster": clustered_se(records),
+        "questions": float(n),
+        "videos": float(len({r.video for r in records})),
+        **breakdown_metrics(records, breakdowns, macro),
+    }
     for (family,), rows in sorted(group(records, "family").items()):
+        if not family:
+            continue
         out[f"accuracy.{family}"] = accuracy(rows)
         out[f"accuracy.{family}_se"] = binomial_se(out[f"accuracy.{family}"], len(rows))
     bins = [f"{DEPTH_BINS[i]:.1f}-{DEPTH_BINS[i + 1]:.1f}" for i in range(len(DEPTH_BINS) - 1)]
@@ -143,6 +143,7 @@ def summarize(records: Sequence[Record]) -> dict[str, float]:
                     out[f"{prefix}.{label}"] = value
                     out[f"{prefix}.{label}_se"] = binomial_se(value, count)
     out["options_scored"] = sum(r.choice_scored for r in records) / n
+    out["unparsed"] = sum(r.unparsed for r in records) / n
     out["kept_frames"] = _mean(len(r.kept_frames) for r in records)
     out["sampled_frames"] = _mean(r.frames for r in records)
     for key in ("token_layers", "prefill_flops", "kv_cache_bytes"):

@@ -18,15 +18,14 @@ from importlib.metadata import version
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
-from hydra.errors import InstantiationException
 from hydra.types import RunMode
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from xcomp.errors import ConfigError, XCompError
 from xcomp.experiment import suites
 from xcomp.experiment.callbacks import PARENT_FILE
+from xcomp.experiment.components import build
 from xcomp.model.attention import check_attn_implementation
 from xcomp.tracking import (
     TAG_ERROR,
@@ -75,7 +74,7 @@ def check(cfg: DictConfig) -> None:
     validates = not cfg.test or (cfg.train is not None and cfg.train.val_every)
     if validates and cfg.val.n < 1:
         raise ConfigError(f"val.n must be >= 1 question per family, got {cfg.val.n}")
-    if cfg.data.source == "synth":  # a case is seeded by (seed, family, index)
+    if "seed" in cfg.data:  # a generated suite: a case is seeded by (seed, family, index)
         seeds = {"data.seed": cfg.data.seed}
         if cfg.train is not None and cfg.train.data.source == "synth":
             seeds["train.data.seed"] = cfg.train.data.seed
@@ -184,23 +183,12 @@ def compression(cfg: DictConfig):
     return compressor, fields
 
 
-def build(node, **kwargs):
-    """Hydra's `instantiate`, with a component's own rejection of a value (an `XCompError`) raised as itself, so
-    that it reaches the user as one line rather than inside Hydra's wrapper."""
-    try:
-        return instantiate(node, **kwargs)
-    except InstantiationException as error:
-        if isinstance(error.__cause__, XCompError):
-            raise error.__cause__ from None
-        raise
-
-
 def evaluate(cfg: DictConfig, compressor, fields: dict) -> tuple[dict[str, float], list[dict], dict[str, str]]:
     """Answer the suite with the job's model switched to ``compressor`` by ``fields`` (`compression`) and the
     selector of ``cfg``; returns the metrics, one prediction row per question, and what the model ran with."""
     import torch
 
-    from xcomp.evaluation.runner import answer_questions, prediction_rows, summarize
+    from xcomp.evaluation.runner import answer_suite, prediction_rows, summarize
     from xcomp.model.attention import use_attn_implementation
     from xcomp.model.convert import load_config, load_model
     from xcomp.model.modeling import XCompForCausalLM
@@ -216,11 +204,15 @@ def evaluate(cfg: DictConfig, compressor, fields: dict) -> tuple[dict[str, float
         model = use_attn_implementation(XCompForCausalLM(config.with_compression(**fields)), attn)
     else:
         model = load_model(path, attn, **fields)
-    suite = suites.load(cfg, suites.scored_data(cfg), image_size)
-    pipe = XCompPipeline(model, processor, selector=build(cfg.select))
-    records = answer_questions(pipe, suite.rows, suite.videos, system=compressor.name,
-                               max_new_tokens=cfg.max_new_tokens, progress=cfg.progress)  # fmt: skip
-    return scored(cfg, summarize(records)), prediction_rows(records), used(model.config)
+    suite = suites.load(cfg, suites.scored_data(cfg), image_size, config.local_num_frames)
+    source = suite.source
+    pipe = XCompPipeline(model, processor, selector=build(cfg.select), prompt=suite.prompt(),
+                         answer_rule=source.answer_rule, score_options=source.score_options)  # fmt: skip
+    records = answer_suite(pipe, suite, system=compressor.name, max_new_tokens=cfg.max_new_tokens,
+                           progress=cfg.progress)  # fmt: skip
+    metrics = summarize(records, source.breakdowns, source.macro)
+    metrics["questions_skipped"] = float(suite.suite.skipped)
+    return scored(cfg, metrics), prediction_rows(records), used(model.config)
 
 
 def scored(cfg: DictConfig, metrics: dict[str, float]) -> dict[str, float]:

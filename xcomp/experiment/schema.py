@@ -3,7 +3,8 @@
 The primary config `run` and the options of the `model`, `data` and `logger` groups start from these schemas
 (`defaults: [<schema>, _self_]`), so a wrong type or an unknown key is an error at composition, before any work.
 The `compress`, `schedule` and `select` groups are `_target_` nodes of the components themselves (dataclasses in
-`xcomp.compression`), checked when they are instantiated. Range and cross-field checks are in `job.check`.
+`xcomp.compression`), checked when they are instantiated; each `data` option is a `_target_` node of a source
+(`xcomp.data`) whose schema is made from the source's dataclass (`source_schema`), so it is typed at composition. Range and cross-field checks are in `job.check`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
+from xcomp.data.source import all_sources
+from xcomp.experiment.components import source_schema
 from xcomp.reporting.verdict import Claim
 from xcomp.train.config import TrainConfig, TrainerConfig
 
@@ -38,42 +41,6 @@ class VideoConfig:
 
     backend: str = "auto"
     """Decoding library: auto (PyAV: decord measured slower, see xcomp.video.decode), pyav, or decord (the decord extra)."""
-
-
-@dataclass
-class SynthDataConfig:
-    """A synthetic suite (`xcomp synth`), generated once and cached by its settings."""
-
-    source: str = "synth"
-    """Kind of suite (fixed per option)."""
-    families: list[str] = field(default_factory=lambda: ["needle", "order", "count", "locate"])
-    """Question families to generate."""
-    n: int = 25
-    """Questions per family."""
-    video_frames: int = 64
-    """Frames per generated video."""
-    size: int = 64
-    """Frame side in pixels."""
-    noise: float = 0.0
-    """Distractor level 0-1."""
-    span: int = 2
-    """Frames each event stays visible."""
-    seed: int = 17
-    """Generation seed (the shipped models were trained on other seeds)."""
-    cache_dir: str = MISSING
-    """Folder of cached suites."""
-
-
-@dataclass
-class JsonlDataConfig:
-    """A suite on disk in the `xcomp synth` format."""
-
-    source: str = "jsonl"
-    """Kind of suite (fixed per option)."""
-    questions: str = MISSING
-    """questions.jsonl; videos are resolved relative to it."""
-    limit: int | None = None
-    """Answer only the first N questions."""
 
 
 @dataclass
@@ -166,7 +133,7 @@ class RunConfig:
     select: Any = MISSING
     """Frame selector, a `_target_` node (group `select`)."""
     data: Any = MISSING
-    """The QA suite (group `data`)."""
+    """The QA suite, a `_target_` node of a source in `xcomp.data` (group `data`)."""
     video: VideoConfig = field(default_factory=VideoConfig)
     """Video decoding of the suites' files."""
     logger: LoggerConfig = MISSING
@@ -210,8 +177,8 @@ def register() -> None:
     cs = ConfigStore.instance()
     cs.store(name="run_schema", node=RunConfig)
     cs.store(group="model", name="model_schema", node=ModelConfig)
-    cs.store(group="data", name="synth_schema", node=SynthDataConfig)
-    cs.store(group="data", name="jsonl_schema", node=JsonlDataConfig)
+    for name, source in all_sources().items():
+        cs.store(group="data", name=f"{name}_schema", node=source_schema(source))
     cs.store(group="logger", name="logger_schema", node=LoggerConfig)
     cs.store(group="report", name="report_schema", node=ReportConfig)
     cs.store(group="train", name="train_schema", node=TrainConfig)

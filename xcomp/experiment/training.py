@@ -52,7 +52,8 @@ def train(
 
     from xcomp.evaluation.runner import prediction_rows
     from xcomp.experiment import suites
-    from xcomp.experiment.job import build, scored, used
+    from xcomp.experiment.components import build
+    from xcomp.experiment.job import scored, used
     from xcomp.model.convert import load_config
     from xcomp.train.recipe import run
     from xcomp.train.suite_eval import SuiteEvaluation
@@ -61,14 +62,15 @@ def train(
     # summary and tips on every fit; a job keeps its warnings only.
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     size = config.data.image_size
+    clip = load_config(cfg.model.path).local_num_frames
     evaluation = SuiteEvaluation(
         processor=None,
         fields=fields,
         selector=build(cfg.select),
         system=compressor.name,
         max_new_tokens=cfg.max_new_tokens,
-        val=suites.load(cfg, suites.val_data(cfg), size) if config.val_every else None,
-        test=suites.load(cfg, suites.scored_data(cfg), size),
+        val=suites.load(cfg, suites.val_data(cfg), size, clip) if config.val_every else None,
+        test=suites.load(cfg, suites.scored_data(cfg), size, clip),
     )
     loggers = None if tracker is None else [JobRunLogger(tracking_uri=cfg.logger.tracking_uri, run_id=run_id)]
     final = run(config, None if config.init == "tiny" else fields, loggers, trainer, cfg.progress, evaluation)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +20,32 @@ OPTION_LETTERS = "ABCDEFGHIJ"
 MC_INSTRUCTION = "Answer with the option's letter from the given choices directly."
 
 
+@dataclass(frozen=True)
+class QuestionFormat:
+    """How a multiple-choice question and its options are written after the video (a benchmark's template).
+
+    The text is ``pre + question_prefix + question``, a newline, ``options_prefix`` and one option per line
+    (``option`` with ``{letter}`` and ``{text}``), then a newline and ``post`` when it is not empty. The defaults
+    are the layout xcomp's models were trained with.
+    """
+
+    pre: str = ""
+    """Text before the question (a benchmark's instruction)."""
+    question_prefix: str = ""
+    """Text right before the question, e.g. 'Question: '."""
+    options_prefix: str = ""
+    """Text before the first option, e.g. 'Options:\\n'."""
+    option: str = "({letter}) {text}"
+    """One option's line."""
+    post: str = MC_INSTRUCTION
+    """The instruction after the options ('' for none)."""
+
+    def render(self, question: str, options: Sequence[str]) -> str:
+        lines = "\n".join(self.option.format(letter=OPTION_LETTERS[i], text=o) for i, o in enumerate(options))
+        text = f"{self.pre}{self.question_prefix}{question}\n{self.options_prefix}{lines}"
+        return f"{text}\n{self.post}" if self.post else text
+
+
 @dataclass
 class PromptConfig:
     """How a question is turned into a prompt."""
@@ -28,15 +54,16 @@ class PromptConfig:
     """System message of the chat template."""
     time_message: bool = True
     """Prefix the question with the published 'The video lasts for X seconds, and N frames…' sentence."""
+    question_format: QuestionFormat = field(default_factory=QuestionFormat)
+    """How a multiple-choice question and its options are laid out."""
 
 
-def format_options(options: Sequence[str]) -> str:
-    """'(A) red\\n(B) blue…' — the multiple-choice layout used for training and evaluation."""
+def check_options(options: Sequence[str]) -> None:
+    """2-10 non-empty option strings, or an error."""
     if isinstance(options, str) or not all(isinstance(o, str) and o.strip() for o in options):
         raise XCompError(f"options must be a list of non-empty strings, got {options!r}")
     if not 2 <= len(options) <= len(OPTION_LETTERS):
         raise XCompError(f"need between 2 and {len(OPTION_LETTERS)} options, got {len(options)}")
-    return "\n".join(f"({OPTION_LETTERS[i]}) {opt}" for i, opt in enumerate(options))
 
 
 def build_prompt(
@@ -50,7 +77,8 @@ def build_prompt(
     config = config or PromptConfig()
     text = question.strip()
     if options:
-        text = f"{text}\n{format_options(options)}\n{MC_INSTRUCTION}"
+        check_options(options)
+        text = config.question_format.render(text, options)
     if config.time_message and duration is not None and num_frames is not None:
         text = (
             f"The video lasts for {duration:.2f} seconds, and {num_frames} frames are uniformly sampled from it. "
@@ -81,6 +109,20 @@ def parse_choice(answer: str, num_options: int, texts: Sequence[str] | None = No
         return match.group(1)
     match = re.search(rf"\b(?:answer|option)\s*(?:is)?\s*:?\s*\(?([{letters}])\b", text, re.IGNORECASE)
     return match.group(1) if match else None
+
+
+def first_letter(answer: str, num_options: int) -> str | None:
+    """The benchmarks' rule: the first option letter that stands alone in the reply ('B', '(B) 12', 'B. red',
+    'The answer is B'), else None (scored wrong). A capital inside a word ('Because') is not a letter."""
+    match = re.search(rf"(?<![A-Za-z])([{OPTION_LETTERS[:num_options]}])(?![A-Za-z])", answer.strip())
+    return match.group(1) if match else None
+
+
+ANSWER_PARSERS = {
+    "first_letter": lambda text, options: first_letter(text, len(options)),
+    "lenient": lambda text, options: parse_choice(text, len(options), options),
+}
+"""How a reply's option letter is read, by `answer_rule` name."""
 
 
 class XCompProcessor:

@@ -9,8 +9,8 @@ import lightning as L
 from torch.utils.data import DataLoader, Dataset
 
 from xcomp.errors import ConfigError
+from xcomp.evaluation.suite import EvalSuite
 from xcomp.train.sampler import StepBatchSampler
-from xcomp.train.suite_eval import Suite
 
 
 class QADataModule(L.LightningDataModule):
@@ -26,7 +26,7 @@ class QADataModule(L.LightningDataModule):
         steps: int,
         grad_accum: int = 1,
         seed: int = 0,
-        val: Suite | None = None,
+        val: EvalSuite | None = None,
     ):
         super().__init__()
         self.dataset, self.collate_fn = dataset, collate_fn

@@ -15,7 +15,6 @@ import lightning as L
 import torch
 from transformers import get_cosine_schedule_with_warmup
 
-from xcomp.evaluation.runner import summarize
 from xcomp.model.modeling import XCompForCausalLM
 from xcomp.train.suite_eval import SuiteEvaluation, gathered
 
@@ -80,14 +79,14 @@ class XCompLitModule(L.LightningModule):
         self.last = {"loss": output.loss.detach(), **{k: v.detach() for k, v in getattr(output, "accuracy", {}).items()}}
         return output.loss
 
-    def validation_step(self, batch: list, batch_idx: int) -> None:
-        self._answered += self.evaluation.answer(self.model, batch)
+    def validation_step(self, batch: tuple, batch_idx: int) -> None:
+        self._answered += self.evaluation.answer(self.model, batch, self.evaluation.val)
 
-    def test_step(self, batch: list, batch_idx: int) -> None:
-        self._answered += self.evaluation.answer(self.model, batch)
+    def test_step(self, batch: tuple, batch_idx: int) -> None:
+        self._answered += self.evaluation.answer(self.model, batch, self.evaluation.test)
 
     def on_validation_epoch_end(self) -> None:
-        metrics = summarize(self._records())
+        metrics = self.evaluation.summary(self._records(), self.evaluation.val)
         if self.trainer.is_global_zero:  # at the optimiser step validated (`self.log` would say the one before)
             for logger in self.loggers:
                 logger.log_metrics({f"val.{k}": v for k, v in metrics.items() if not k.startswith("seconds.")},
@@ -95,7 +94,7 @@ class XCompLitModule(L.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         self.evaluation.records = self._records()
-        self.evaluation.metrics = summarize(self.evaluation.records)
+        self.evaluation.metrics = self.evaluation.summary(self.evaluation.records, self.evaluation.test)
 
     def _records(self) -> list:
         """The epoch's records of every process, in suite order."""
