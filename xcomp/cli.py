@@ -1,4 +1,5 @@
-"""The `xcomp` command line: ask, demo, synth, info, bench, convert (evaluation and training jobs: run.py)."""
+"""The `xcomp` command line: ask, demo, synth, info, bench, convert, report, data check (evaluation and training jobs:
+run.py)."""
 
 from __future__ import annotations
 
@@ -204,6 +205,17 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data_check(args: argparse.Namespace) -> int:
+    """Counts, breakdown values and missing videos of a benchmark copy; 1 on a bad row or missing videos."""
+    from xcomp.data.check import check
+
+    try:
+        return check(args.name, args.annotations, args.videos, args.allow_missing)
+    except XCompError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
 def _add_qc_arguments(parser: argparse.ArgumentParser) -> None:
     """QC-Comp scoring options shared by `ask` and `demo`."""
     parser.add_argument("--scorer", choices=["local", "global"], help="QC-Comp frame scorer (default: local)")
@@ -279,6 +291,15 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--rerun-of", help="the report this sweep repeats: compare each arm with its latest sweep's "
                         "(default: the one the sweep was started with, if any)")  # fmt: skip
     report.set_defaults(func=cmd_report)
+
+    data = sub.add_parser("data", help="benchmark files: check a local copy before a sweep")
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+    check = data_sub.add_parser("check", help="questions, videos, missing videos and breakdown counts of a benchmark")
+    check.add_argument("name", help="the benchmark (a conf/data option: lvbench, videomme, mlvu, longvideobench, …)")
+    check.add_argument("--annotations", required=True, help="its annotation file or folder (data.annotations)")
+    check.add_argument("--videos", required=True, help="its video folder (data.videos)")
+    check.add_argument("--allow-missing", action="store_true", help="exit 0 even when some videos are missing")
+    check.set_defaults(func=cmd_data_check)
 
     conv = sub.add_parser("convert", help="published VideoChat-Flash/XComp checkpoint -> xcomp folder")
     conv.add_argument("src", help="published checkpoint folder (config.json + safetensors)")
