@@ -42,7 +42,14 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
 
-from xcomp.reporting.sweep import arms_table, family_spread, pareto_front, reproduction, sweep_runs
+from xcomp.reporting.sweep import (
+    arms_table,
+    breakdown_tables,
+    family_spread,
+    pareto_front,
+    reproduction,
+    sweep_runs,
+)
 from xcomp.reporting.verdict import Claim, check
 
 runs = sweep_runs(tracking_uri, experiment, sweep, tuple(json.loads(numbers)))
@@ -91,8 +98,20 @@ else:
 # %%
 table = arms_table(runs)
 display(Markdown(table.to_markdown(index=False, floatfmt=".3f")))
-display(Markdown("Accuracy ± binomial SE over the arm's questions; `*_ratio`: cost relative to dense over the same "
-                 "sampled frames; `seconds.*`: mean per question (`seconds.job`: the whole job)."))
+display(Markdown("Accuracy ± binomial SE over the arm's questions (`accuracy_se_cluster`: clustered by video, where "
+                 "questions share videos); `*_ratio`: cost relative to dense over the same sampled frames; "
+                 "`seconds.*`: mean per question (`seconds.job`: the whole job); `unparsed`: replies that named no "
+                 "option."))
+
+# %% [markdown]
+# ## Breakdowns (a benchmark's own fields)
+
+# %%
+breakdowns = breakdown_tables(done)
+for field, grid in breakdowns.items():
+    display(Markdown(f"### By `{field}`\n\n" + grid.to_markdown(floatfmt=".3f")))
+if not breakdowns:
+    display(Markdown("No benchmark breakdowns in these runs."))
 
 # %% [markdown]
 # ## What varied

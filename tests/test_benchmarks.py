@@ -125,17 +125,25 @@ def test_a_benchmark_job_logs_accuracy_its_cluster_se_and_breakdowns(tmp_path, n
     assert len(rows) == 4 and all("meta" in r and "video" in r for r in rows)
 
 
-def test_the_card_sweep_on_a_benchmark_logs_each_arms_breakdowns(tmp_path):
+def test_the_card_sweep_on_a_benchmark_logs_and_reports_each_arms_breakdowns(tmp_path):
+    from xcomp.reporting.sweep import breakdown_tables, sweep_runs
+
     annotations, videos = files.videomme(tmp_path / "data")
     command = [sys.executable, "run.py", "-m", "compress=lp,heuristic", "seg_len=8,16", "data=videomme",
                f"data.annotations={annotations}", f"data.videos={videos}", "frames=16", f"paths.root={tmp_path}",
-               f"logger.tracking_uri=sqlite:///{tmp_path}/mlflow.db"]  # fmt: skip
+               f"logger.tracking_uri=sqlite:///{tmp_path}/mlflow.db", "report=sweep", "report.name=mme"]  # fmt: skip
     res = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
-    children = [r for r in all_runs(tmp_path) if "mlflow.parentRunId" in r.data.tags]
+    runs = all_runs(tmp_path)
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
     assert len(children) == 4 and all(r.info.status == "FINISHED" for r in children)
     assert all({"accuracy_se_cluster", "accuracy.duration.short", "accuracy.duration.long"} <= set(r.data.metrics)
                for r in children)  # fmt: skip
+    (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    grids = breakdown_tables(sweep_runs(f"sqlite:///{tmp_path}/mlflow.db", "xcomp", parent.info.run_id))
+    assert set(grids) == {"duration", "domain", "task_type"} and grids["duration"].shape == (4, 2)
+    report = (tmp_path / "reports" / "mme" / "report.md").read_text()
+    assert "### By `duration`" in report and "accuracy_se_cluster" in report
 
 
 def test_an_unknown_benchmark_is_one_line(tmp_path):

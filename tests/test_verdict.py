@@ -87,3 +87,13 @@ def test_the_suite_discrimination_table_names_saturated_and_chance_families():
     spread = family_spread(table, chance=0.25).set_index("family")
     assert spread["verdict"].to_dict() == {"count": "discriminates", "locate": "saturates", "order": "at chance"}
     assert spread.loc["count", "best arm"] == "compress=lp train=sct" and spread.loc["count", "lowest"] == 0.30
+
+
+def test_a_claim_on_a_benchmark_can_use_the_se_clustered_by_video():
+    """LVBench asks ~15 questions per video: the clustered SE is larger, and a margin that is 2 binomial SEs may not
+    be 2 clustered ones."""
+    table = arms(("lp", "sct", 0.62, 0.02), ("uniform", "sct", 0.55, 0.02))
+    table["accuracy_se_cluster"] = [0.04, 0.04]
+    assert check(table, LP_WINS).outcome == "holds"
+    clustered = check(table, Claim(**{**LP_WINS.__dict__, "se": "se_cluster"}))
+    assert clustered.outcome == "inconclusive" and "± 0.040" in clustered.evidence

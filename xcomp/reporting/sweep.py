@@ -77,14 +77,28 @@ def pareto_front(table: pd.DataFrame, cost: str, score: str) -> pd.Series:
 
 
 def arms_table(table: pd.DataFrame) -> pd.DataFrame:
-    """The report's main table: per arm accuracy ± SE, per-family accuracy, costs vs dense, seconds per stage."""
-    families = sorted(c for c in table if c.startswith("accuracy.") and "_by_" not in c and not c.endswith("_se"))
+    """The report's main table: per arm accuracy ± SE (binomial, and clustered by video where logged), per-family
+    accuracy and a benchmark's macro mean, costs vs dense, seconds per stage (breakdowns: `breakdown_tables`)."""
+    families = sorted(c for c in table if c.startswith("accuracy.") and c.count(".") == 1 and not c.endswith("_se"))
     seconds = sorted(c for c in table if c.startswith("seconds."))
-    columns = ["arm", "status", "accuracy", "accuracy_se", *families, *COST_COLUMNS, *seconds, "questions"]
+    columns = ["arm", "status", "accuracy", "accuracy_se", "accuracy_se_cluster", *families, *COST_COLUMNS, *seconds,
+               "unparsed", "questions"]  # fmt: skip
     arms = table[[c for c in columns if c in table]].copy()
     if "questions" in arms:
         arms["questions"] = arms["questions"].astype("Int64")
     return arms
+
+
+def breakdown_tables(table: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Per breakdown field of a benchmark (``accuracy.<field>.<value>``): arms x values of the accuracy."""
+    columns = [c for c in table if c.startswith("accuracy.") and c.count(".") == 2 and not c.endswith("_se")]
+    fields: dict[str, list[str]] = {}
+    for column in sorted(columns):
+        fields.setdefault(column.split(".")[1], []).append(column)
+    return {
+        field: table.set_index("arm")[cols].rename(columns=lambda c: c.split(".", 2)[2])
+        for field, cols in fields.items()
+    }
 
 
 def reproduction(rerun: pd.DataFrame, original: pd.DataFrame, metric: str = "accuracy", z: float = 2.0) -> pd.DataFrame:

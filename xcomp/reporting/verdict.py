@@ -1,8 +1,9 @@
 """A report's verdicts: each claim an experiment makes, checked against its arms' metrics and their standard errors.
 
 A claim names one arm by the values of the sweep's axes (``{compress: lp, train: sct_paper}``), the arms it is
-compared with (those with ``against``'s values; every other arm when empty), a metric ``m`` (its binomial SE is
-the metric ``m_se``) and how the arm should compare:
+compared with (those with ``against``'s values; every other arm when empty), a metric ``m`` (its SE is the metric
+``m_se``, binomial, or with ``se: se_cluster`` the SE clustered by video that benchmarks with several questions
+per video need) and how the arm should compare:
 
 - ``better``: it beats every compared arm by more than ``z`` combined SEs -> holds; some compared arm beats it by
   more than that -> does not hold; otherwise inconclusive (the difference is within the noise of this suite).
@@ -39,7 +40,9 @@ class Claim:
     against: dict[str, Any] = field(default_factory=dict)
     """Axis values of the compared arms, a value or a list of them per axis (empty: every other arm)."""
     metric: str = "accuracy"
-    """Metric compared (higher is better); its SE is the metric `<metric>_se`."""
+    """Metric compared (higher is better); its SE is the metric `<metric>_<se>`."""
+    se: str = "se"
+    """Which SE: se (binomial) or se_cluster (clustered by video: several questions per video, e.g. LVBench)."""
     kind: str = "better"
     """better (beats each compared arm) or no_worse (no compared arm beats it)."""
     z: float = 2.0
@@ -79,7 +82,7 @@ def check(table: pd.DataFrame, claim: Claim) -> Verdict:
     unknown = [k for k in (*claim.arm, *claim.against) if k not in axes]
     if unknown:
         return Verdict(claim, "not testable here", f"{', '.join(unknown)} did not vary in this sweep")
-    metric, se = claim.metric, f"{claim.metric}_se"
+    metric, se = claim.metric, f"{claim.metric}_{claim.se}"
     if metric not in table or se not in table:
         return Verdict(claim, "not testable here", f"no arm logged {metric} with its SE {se}")
     if claim.at_most is not None and claim.at_most not in table:
