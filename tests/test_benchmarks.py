@@ -226,3 +226,13 @@ def test_the_first_letter_rule_and_the_prompts_as_published():
     assert mme.endswith("Answer with the option's letter from the given choices directly.")
     mlvu = source_class("mlvu")(annotations="x", videos="y", prompt="lmms_eval").question_format.render("Q?", ["a", "b"])
     assert mlvu == "Q?\n(A) a\n(B) b\nOnly give the best option.\nBest option: ("
+
+
+def test_the_synthetic_suite_can_have_the_lvbench_shape(tmp_path):
+    """Several questions per generated video: the job answers them video by video and clusters their SE."""
+    from tests.test_run import TINY as SYNTH_TINY
+
+    run_job(compose_run(tmp_path, *SYNTH_TINY, "data.questions_per_video=3", "select=uniform"))
+    (record,) = all_runs(tmp_path)
+    m = record.data.metrics
+    assert (m["questions"], m["videos"]) == (6, 2) and "accuracy_se_cluster" in m

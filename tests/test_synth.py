@@ -203,3 +203,27 @@ def test_read_questions_names_the_bad_line(tmp_path):
         path.write_text(text)
         with pytest.raises(ConfigError, match=re.escape(message)):
             read_questions(path, ("video", "answer"))
+
+
+def test_several_questions_per_video_have_exact_answers(tmp_path):
+    """`questions_per_video`: a case's question, counts of each of its objects, then its question reshuffled."""
+    from collections import Counter
+
+    from xcomp.synth.generate import read_questions
+
+    params = SynthParams(frames=32, size=64, span=2, noise=0.3)
+    one = read_questions(write_suite(tmp_path / "one", ["order", "count"], 2, seed=4, params=params), ["id"])
+    rows = read_questions(
+        write_suite(tmp_path / "five", ["order", "count"], 2, seed=4, params=params, questions_per_video=5), ["id"]
+    )
+    assert len(rows) == 20 and len({r["id"] for r in rows}) == 20 and len({r["video"] for r in rows}) == 4
+    assert [r for r in rows if "follow_up" not in r] == one  # each video's first question is the suite's own
+    for row in rows:
+        assert row["options"][ord(row["answer"]) - ord("A")] == row["answer_text"]
+        if row.get("follow_up") and row["family"] == "count" and row["question"].startswith("How many times"):
+            shown = Counter(e["object"] for e in row["events"])
+            (name,) = shown
+            assert name in row["question"] and int(row["answer_text"]) == shown[name]
+    lead = {r["video"]: r for r in rows if "follow_up" not in r}
+    reshuffled = [r for r in rows if r["question"] == lead[r["video"]]["question"] and "follow_up" in r]
+    assert reshuffled and all(sorted(r["options"]) == sorted(lead[r["video"]]["options"]) for r in reshuffled)

@@ -19,7 +19,9 @@ class SynthSuite(XCompSuite):
     families: list[str] = field(default_factory=lambda: ["needle", "order", "count", "locate"])
     """Question families to generate."""
     n: int = 25
-    """Questions per family."""
+    """Videos per family (each with `questions_per_video` questions)."""
+    questions_per_video: int = 1
+    """Questions asked about each video: its case's own, then `xcomp.synth.follow_up` questions (LVBench asks ~15)."""
     video_frames: int = 64
     """Frames per generated video."""
     size: int = 64
@@ -42,4 +44,6 @@ class SynthSuite(XCompSuite):
         from xcomp.synth.generate import SynthParams
 
         params = SynthParams(frames=self.video_frames, size=self.size, noise=self.noise, span=self.span)
-        return cached_suite(self.cache_dir, list(self.families), self.n, self.seed, params, self.progress)
+        return cached_suite(
+            self.cache_dir, list(self.families), self.n, self.seed, params, self.progress, self.questions_per_video
+        )

@@ -12,7 +12,13 @@ from xcomp.tracking import fingerprint
 
 
 def cached_suite(
-    cache_dir: str | Path, families: list[str], n: int, seed: int, params: SynthParams, progress: bool = False
+    cache_dir: str | Path,
+    families: list[str],
+    n: int,
+    seed: int,
+    params: SynthParams,
+    progress: bool = False,
+    questions_per_video: int = 1,
 ) -> Path:
     """``questions.jsonl`` of the suite with these settings, written under ``cache_dir/<hash>`` on first use.
 
@@ -21,7 +27,10 @@ def cached_suite(
     """
     from dataclasses import asdict
 
-    key = fingerprint({"families": list(families), "n": n, "seed": seed, **asdict(params)})
+    settings = {"families": list(families), "n": n, "seed": seed, **asdict(params)}
+    if questions_per_video != 1:  # suites cached before the setting existed keep their folders
+        settings["questions_per_video"] = questions_per_video
+    key = fingerprint(settings)
     target = Path(cache_dir) / f"synth-{key}"
     questions = target / "questions.jsonl"
     if questions.is_file():
@@ -29,7 +38,7 @@ def cached_suite(
     target.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f".synth-{key}-", dir=target.parent))
     try:
-        write_suite(scratch, list(families), n, seed, params, progress=progress)
+        write_suite(scratch, list(families), n, seed, params, progress=progress, questions_per_video=questions_per_video)
         os.rename(scratch, target)
     except OSError:
         if not questions.is_file():

@@ -29,6 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--format", choices=["mp4", "frames"], default="mp4", help="mp4 files or PNG frame folders"
     )
+    parser.add_argument("--questions-per-video", type=int, default=1,
+                        help="questions about each video: its case's, then follow-ups (LVBench asks ~15)")  # fmt: skip
     parser.add_argument("--progress", action="store_true", help="show a progress bar")
 
 
@@ -43,9 +45,10 @@ def run(args: argparse.Namespace) -> int:
         fmt=args.format,
         depth=args.depth,
         progress=args.progress,
+        questions_per_video=args.questions_per_video,
     )
-    families = len(FAMILIES) if args.family == "all" else 1
-    print(f"wrote {args.n * families} cases to {jsonl}")
+    videos = args.n * (len(FAMILIES) if args.family == "all" else 1)
+    print(f"wrote {videos} cases ({videos * args.questions_per_video} questions) to {jsonl}")
     return 0
 
 

@@ -23,6 +23,10 @@ COUNT = "How many times does the {object} appear in the video?"
 LOCATE = "In which part of the video does the {object} appear?"
 QUARTERS = ("the first quarter", "the second quarter", "the third quarter", "the fourth quarter")
 MAX_COUNT = 6
+LETTERS = "ABCD"
+"""Option letters of the four options."""
+FAMILY_CODES = {"needle": 0, "order": 1, "count": 2, "locate": 3}
+"""Stable numbers mixed into each case's seed (do not reorder)."""
 
 
 @dataclass(frozen=True)

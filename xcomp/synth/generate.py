@@ -19,14 +19,12 @@ from PIL import Image
 from tqdm import tqdm
 
 from xcomp.errors import ConfigError, XCompError
-from xcomp.synth.families import PLANNERS
+from xcomp.synth.families import FAMILY_CODES, LETTERS, PLANNERS
+from xcomp.synth.follow_up import follow_ups
 from xcomp.synth.scene import render
 
 FAMILIES = tuple(PLANNERS)
 """Family names in the order ``all`` generates them."""
-FAMILY_CODES = {"needle": 0, "order": 1, "count": 2, "locate": 3}
-"""Stable numbers mixed into each case's seed (do not reorder)."""
-LETTERS = "ABCD"
 BT601, LIMITED_RANGE = 6, 1
 """FFmpeg's AVCOL_*_SMPTE170M and AVCOL_RANGE_MPEG: how the mp4 tags the colours written by ``yuv420p``."""
 
@@ -211,12 +209,14 @@ def write_suite(
     fmt: str = "mp4",
     depth: float | None = None,
     progress: bool = False,
+    questions_per_video: int = 1,
 ) -> Path:
-    """Write videos under ``outdir/videos`` and ``outdir/questions.jsonl``; return the JSONL path."""
+    """Write videos under ``outdir/videos`` and ``outdir/questions.jsonl``; return the JSONL path. With
+    ``questions_per_video`` > 1, each video's case is followed by its `follow_ups`."""
     if fmt not in ("mp4", "frames"):
         raise ConfigError(f"format must be mp4 or frames, got {fmt!r}")
-    if n < 1:
-        raise ConfigError(f"n must be >= 1, got {n}")
+    if n < 1 or questions_per_video < 1:
+        raise ConfigError(f"n and questions_per_video must be >= 1, got {n}, {questions_per_video}")
     outdir = Path(outdir)
     videos = outdir / "videos"
     try:
@@ -233,7 +233,8 @@ def write_suite(
             else:
                 write_frames(outdir / relative, case.frames)
             case.record["video"] = relative
-            out.write(json.dumps(case.record) + "\n")
+            for record in [case.record, *follow_ups(case.record, questions_per_video - 1)]:
+                out.write(json.dumps(record) + "\n")
             bar.update()
     return jsonl
 
