@@ -68,6 +68,19 @@ def git_state(root: str | Path) -> dict[str, str]:
     return {"git.commit": commit.stdout.strip(), "git.dirty": str(bool(dirty.stdout.strip()))}
 
 
+def store_lock(tracking_uri: str) -> contextlib.AbstractContextManager:
+    """A file lock beside a SQLite store (``<file>.lock``), held while a process opens it: the first query on a
+    new store runs MLflow's schema migration, and two processes migrating at once fail (one with ``duplicate
+    column name: step``, seen with two sweeps started together). Other stores need no lock."""
+    from filelock import FileLock
+
+    if not tracking_uri.startswith("sqlite:///"):
+        return contextlib.nullcontext()
+    path = Path(tracking_uri.removeprefix("sqlite:///"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return FileLock(f"{path}.lock")
+
+
 class Tracker:
     """An MLflow experiment at a tracking URI, with the sweep and job bookkeeping of this module."""
 
@@ -76,16 +89,17 @@ class Tracker:
 
         logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)  # "creating tables" on a new store
         self.tracking_uri = tracking_uri
-        self.client = mlflow.MlflowClient(tracking_uri)
-        found = self.client.get_experiment_by_name(experiment)
-        if found is None:
-            location = Path(artifact_root).resolve().as_uri() if artifact_root else None
-            try:
-                self.experiment_id = self.client.create_experiment(experiment, artifact_location=location)
-            except mlflow.exceptions.MlflowException:  # created meanwhile by a parallel job
-                self.experiment_id = self.client.get_experiment_by_name(experiment).experiment_id
-        else:
-            self.experiment_id = found.experiment_id
+        with store_lock(tracking_uri):  # opening a new store creates (migrates) its tables
+            self.client = mlflow.MlflowClient(tracking_uri)
+            found = self.client.get_experiment_by_name(experiment)
+            if found is None:
+                location = Path(artifact_root).resolve().as_uri() if artifact_root else None
+                try:
+                    self.experiment_id = self.client.create_experiment(experiment, artifact_location=location)
+                except mlflow.exceptions.MlflowException:  # created meanwhile by a job on a shared server
+                    self.experiment_id = self.client.get_experiment_by_name(experiment).experiment_id
+            else:
+                self.experiment_id = found.experiment_id
 
     # ------------------------------------------------------------------ lookup
     def _search(self, filters: list[str], statuses: tuple[str, ...] | None = None) -> list:
