@@ -235,7 +235,7 @@ def test_answer_returns_consistent_accounting(model):
     # The analytic accounting matches what the model does with the kept frames.
     ids = processor.tokenize([build_prompt("What colour is the ball?", options, 5.0, 10)])["input_ids"]
     with torch.no_grad():
-        visual = pipe._encode(video)[0].view(10, T, D)[ans.kept_frames].flatten(0, 1)
+        visual = pipe.encode(video).visual.view(10, T, D)[ans.kept_frames].flatten(0, 1)
         out = model(ids, visual_embeds=[visual], use_cache=True)
     acc = ans.accounting
     text = ids.shape[1] - 1

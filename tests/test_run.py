@@ -267,4 +267,4 @@ def test_a_jsonl_suite_with_a_limit_and_no_tracking(tmp_path, capsys):
                       "logger=none", "select=uniform")  # fmt: skip
     accuracy = run_job(cfg)
     assert 0 <= accuracy <= 1 and "over 3 questions" in capsys.readouterr().out
-    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / ".cache").exists()
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / ".cache" / "data").exists()  # nothing generated

@@ -20,11 +20,31 @@ from xcomp.accounting import layer_flops, run_cost, vision_flops
 from xcomp.compression.qc_comp import FrameScores, QCCompConfig, split_prompt
 from xcomp.compression.selectors import FrameSelector, QCComp
 from xcomp.errors import PromptTooLongError, XCompError
+from xcomp.evaluation.features import FeatureCache
 from xcomp.model.modeling import IGNORE_INDEX, XCompForCausalLM
 from xcomp.model.processing import ANSWER_PARSERS, OPTION_LETTERS, PromptConfig, XCompProcessor, build_prompt
 from xcomp.pipeline_config import load_pipeline_config, reference_defaults, save_pipeline_config
 from xcomp.video.decode import Video, load_video
 from xcomp.video.sampling import FrameSamplingConfig
+
+
+@dataclass
+class Encoded:
+    """A video's visual tokens, computed once and shared by its questions (`XCompPipeline.encode`)."""
+
+    visual: torch.Tensor
+    """[N * visual_tokens_per_frame, D] LLM tokens of the N sampled frames."""
+    frames: int
+    """Frames the vision tower takes for them (N padded to whole clips): its analytic cost."""
+    seconds: float
+    """Time it took (reading the feature cache, or running the tower)."""
+    reported: bool = False
+    """Whether an answer has counted `seconds` as its own (the first question of the video does)."""
+
+    def claim_seconds(self) -> float:
+        """`seconds` the first time, then 0: the questions sharing the tokens share their cost."""
+        first, self.reported = not self.reported, True
+        return self.seconds if first else 0.0
 
 
 @dataclass
@@ -68,6 +88,7 @@ class XCompPipeline:
         selector: FrameSelector | None = None,
         answer_rule: str = "lenient",
         score_options: bool = True,
+        feature_cache: FeatureCache | None = None,
     ):
         """
         Args:
@@ -79,10 +100,13 @@ class XCompPipeline:
             selector: which frames to answer from (`xcomp.compression.selectors`); default: QC-Comp with `qc`.
             answer_rule: how the reply's option letter is read (`xcomp.model.processing.ANSWER_PARSERS`).
             score_options: when the reply names no option, take the option the model finds most likely.
+            feature_cache: where the vision tower's merged tokens of video files are kept across questions, arms
+                and jobs (`xcomp.evaluation.features`); None: computed every time.
         """
         if answer_rule not in ANSWER_PARSERS:
             raise XCompError(f"answer_rule must be one of {', '.join(ANSWER_PARSERS)}, got {answer_rule!r}")
         self.answer_rule, self.score_options = answer_rule, score_options
+        self.feature_cache = feature_cache
         self.model = model.eval()
         self.processor = processor
         clip = model.config.local_num_frames
@@ -131,6 +155,7 @@ class XCompPipeline:
         fps: float = 1.0,
         max_new_tokens: int = 64,
         do_sample: bool = False,
+        encoded: Encoded | None = None,
         **generate_kwargs,
     ) -> Answer:
         """Answer ``question`` about ``video``.
@@ -142,6 +167,7 @@ class XCompPipeline:
             keep: frames to keep: an int count, a float fraction, or None for the selector's setting. Keeping every
                 frame skips scoring (plain LP-Comp over all frames).
             max_new_tokens, do_sample, generate_kwargs: passed to `generate` (greedy by default).
+            encoded: the video's `encode`, shared by its questions (the first to use it counts its seconds).
 
         `Answer.accounting` holds, for the answering prefill over the kept frames, `tokens_per_layer`,
         `prefill_flops`, `decode_flops_per_token`, `kv_cache_bytes`; the same under `dense` for the dense model
@@ -160,9 +186,9 @@ class XCompPipeline:
         seconds["load"] = time.perf_counter() - t0
         N = len(video.frames)
 
-        t0 = time.perf_counter()
-        visual, n_encoded = self._encode(video.frames)
-        seconds["vision"] = time.perf_counter() - t0
+        encoded = encoded or self.encode(video)
+        visual, n_encoded = encoded.visual, encoded.frames
+        seconds["vision"] = encoded.claim_seconds()
 
         prompt = build_prompt(question, options, duration=video.duration, num_frames=N, config=self.prompt)
         batch = self.processor.tokenize([prompt])
@@ -249,24 +275,39 @@ class XCompPipeline:
             return Video(video, times, np.arange(len(video)), len(video) / fps, source="<array>")
         return load_video(video, self.sampling)
 
-    def _encode(self, frames: np.ndarray) -> tuple[torch.Tensor, int]:
-        """Projector tokens [N * T, D] of all frames, a few clips per tower call.
+    @torch.no_grad()
+    def encode(self, video: str | os.PathLike | Video | np.ndarray, fps: float = 1.0) -> Encoded:
+        """The LLM tokens of every sampled frame: the vision tower a few clips per call (or its merged tokens from
+        the feature cache), then the projector.
 
         The tower takes whole clips of `local_num_frames`; a frame count that is not a multiple is padded with
-        copies of the last frame, whose tokens are then discarded. Returns the tokens and the frames encoded.
+        copies of the last frame, whose tokens are then discarded.
         """
-        clip = self.model.config.local_num_frames
-        N = len(frames)
+        t0 = time.perf_counter()
+        video = self._as_video(video, fps)
+        inner = self.model.model
+        frames = video.frames
+        clip, N = self.model.config.local_num_frames, len(frames)
         pad = -N % clip
         if pad:
             frames = np.concatenate([frames, np.repeat(frames[-1:], pad, axis=0)])
         param = next(self.model.parameters())
-        chunks = []
-        for i in range(0, len(frames), self.vision_batch):
-            pixels = self.processor.preprocess(frames[i : i + self.vision_batch]).to(param.device, param.dtype)
-            chunks.append(self.model.model.encode_video(pixels, [len(pixels)])[0])
-        T = self.model.model.visual_tokens_per_frame
-        return torch.cat(chunks)[: N * T], len(frames)
+        cache, key, features = self.feature_cache, None, None
+        if cache is not None:
+            attention = self.model.config._attn_implementation
+            key = cache.key(cache.digest(inner.vision_tower), video, self.processor.image_size, param.dtype, attention)
+            features = cache.load(key) if key is not None else None
+        if features is None:
+            chunks = []
+            for i in range(0, len(frames), self.vision_batch):
+                pixels = self.processor.preprocess(frames[i : i + self.vision_batch]).to(param.device, param.dtype)
+                chunks.append(inner.vision_features(pixels))
+            features = torch.cat(chunks)
+            if key is not None:
+                cache.store(key, features)
+        visual = inner.project(features.to(param.device, param.dtype), [len(frames)])[0]
+        T = inner.visual_tokens_per_frame
+        return Encoded(visual[: N * T], len(frames), time.perf_counter() - t0)
 
     def _check_context(self, prompt_tokens: int, kept_frames: int, max_new_tokens: int) -> None:
         """The answering sequence (prompt + kept frames' tokens + answer) must fit the LLM's positions."""

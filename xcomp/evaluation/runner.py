@@ -62,13 +62,16 @@ def answer_video(
     video: Video,
     system: str = "system",
     max_new_tokens: int = 8,
+    reuse: bool = True,
 ) -> list[Record]:
     """Answer each of ``questions`` about the decoded ``video`` with ``pipe`` (its selector keeps frames, its
-    model compresses tokens)."""
+    model compresses tokens). With ``reuse``, what does not depend on the question is computed once for all of
+    them (the video's visual tokens); without, each question is answered on its own (the reference path)."""
     records = []
     T = pipe.model.model.visual_tokens_per_frame
+    encoded = pipe.encode(video) if reuse else None
     for q in questions:
-        ans = pipe.answer(video, q.question, q.options, max_new_tokens=max_new_tokens)
+        ans = pipe.answer(video, q.question, q.options, max_new_tokens=max_new_tokens, encoded=encoded)
         cost = answer_cost(ans.accounting)
         records.append(
             Record(
@@ -95,13 +98,18 @@ def answer_video(
 
 
 def answer_suite(
-    pipe: XCompPipeline, suite: EvalSuite, system: str = "system", max_new_tokens: int = 8, progress: bool = False
+    pipe: XCompPipeline,
+    suite: EvalSuite,
+    system: str = "system",
+    max_new_tokens: int = 8,
+    progress: bool = False,
+    reuse: bool = True,
 ) -> list[Record]:
-    """Answer every question of ``suite``, video by video, in suite order."""
+    """Answer every question of ``suite``, video by video, in suite order (``reuse`` as in `answer_video`)."""
     records = []
     with tqdm(total=len(suite.questions), desc=system, unit="question", disable=not progress) as bar:
         for _, questions, video in suite.loader():
-            records += answer_video(pipe, questions, video, system, max_new_tokens)
+            records += answer_video(pipe, questions, video, system, max_new_tokens, reuse)
             bar.update(len(questions))
     return records
 

@@ -47,7 +47,7 @@ METRICS = (
 )
 OBJECTIVES = METRICS + tuple(f"val.{m}" for m in METRICS)
 """Metrics a job can return to a sweeper (`objective=`; ``val.*`` for a job scored on validation, `test=false`)."""
-UNTRACKED = ("hydra", "logger", "paths", "rerun", "progress", "search")
+UNTRACKED = ("hydra", "logger", "paths", "rerun", "progress", "search", "cache")
 """Top-level keys that do not change a job's result (left out of its fingerprint)."""
 
 
@@ -206,13 +206,28 @@ def evaluate(cfg: DictConfig, compressor, fields: dict) -> tuple[dict[str, float
         model = load_model(path, attn, **fields)
     suite = suites.load(cfg, suites.scored_data(cfg), image_size, config.local_num_frames)
     source = suite.source
+    cache = feature_cache(cfg)
     pipe = XCompPipeline(model, processor, selector=build(cfg.select), prompt=suite.prompt(),
-                         answer_rule=source.answer_rule, score_options=source.score_options)  # fmt: skip
+                         answer_rule=source.answer_rule, score_options=source.score_options,
+                         feature_cache=cache)  # fmt: skip
     records = answer_suite(pipe, suite, system=compressor.name, max_new_tokens=cfg.max_new_tokens,
-                           progress=cfg.progress)  # fmt: skip
+                           progress=cfg.progress, reuse=cfg.reuse)  # fmt: skip
     metrics = summarize(records, source.breakdowns, source.macro)
     metrics["questions_skipped"] = float(suite.suite.skipped)
+    if cache is not None:
+        metrics.update({"cache.hits": float(cache.hits), "cache.misses": float(cache.misses)})
     return scored(cfg, metrics), prediction_rows(records), used(model.config)
+
+
+def feature_cache(cfg: DictConfig):
+    """The job's vision feature cache (`cache.features`), or None."""
+    from xcomp.evaluation.features import FeatureCache
+
+    if not cfg.cache.features:
+        return None
+    if cfg.cache.max_gb <= 0:
+        raise ConfigError(f"cache.max_gb must be > 0, got {cfg.cache.max_gb}")
+    return FeatureCache(cfg.cache.dir, int(cfg.cache.max_gb * 2**30))
 
 
 def scored(cfg: DictConfig, metrics: dict[str, float]) -> dict[str, float]:

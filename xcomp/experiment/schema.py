@@ -44,6 +44,18 @@ class VideoConfig:
 
 
 @dataclass
+class CacheConfig:
+    """What evaluation keeps on disk between questions, arms and jobs (not part of a job's identity)."""
+
+    features: bool = True
+    """Keep the vision tower's merged tokens of each video file (`xcomp.evaluation.features`)."""
+    dir: str = MISSING
+    """Folder of the feature cache (a shared filesystem when jobs run on several machines)."""
+    max_gb: float = 50.0
+    """Size cap of the feature cache; the least recently used entries go first."""
+
+
+@dataclass
 class ValConfig:
     """The validation suite of a training job (`train.val_every` > 0): the test suite's synthetic settings with
     another seed and size, so that choosing by validation never looks at the test questions."""
@@ -168,6 +180,10 @@ class RunConfig:
     """Metric the job returns to the sweeper, or a list of them (a multi-objective search)."""
     rerun: bool = False
     """Run again even when a FINISHED run of the same job exists."""
+    reuse: bool = True
+    """Do question-independent work once per video (false: every question on its own, the reference path)."""
+    cache: CacheConfig = field(default_factory=CacheConfig)
+    """The evaluation's disk caches."""
     progress: bool = False
     """Show progress bars."""
 

@@ -206,8 +206,17 @@ class XCompModel(XCompPreTrainedModel):
             raise XCompError(f"num_frames sums to {sum(num_frames)} but {pixel_values.shape[0]} frames were given")
         if any(n % clip for n in num_frames):
             raise XCompError(f"frames per video must be a multiple of local_num_frames={clip}, got {num_frames}")
-        features = self.vision_tower(pixel_values)
-        tokens = self.mm_projector(features).flatten(0, 1)
+        return self.project(self.vision_features(pixel_values), num_frames)
+
+    def vision_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """The part SCT does not train: [N, 3, H, W] whole clips -> [N * tokens_per_frame, mm_hidden] tokens of the
+        vision tower after ToMe merging (what the evaluation's feature cache stores)."""
+        return self.mm_projector.merge(self.vision_tower(pixel_values)).flatten(0, 1)
+
+    def project(self, features: torch.Tensor, num_frames: list[int]) -> list[torch.Tensor]:
+        """`vision_features` of several videos -> per video [frames * visual_tokens_per_frame, D] LLM tokens: the
+        projector's MLP, then a pre-LLM compressor (the pooling baseline)."""
+        tokens = self.mm_projector.mlp(features)
         per_video = tokens.split([n * self.config.tokens_per_frame for n in num_frames])
         compressor = compressor_for(self.config)
         return [compressor.before_llm(t, self.config.tokens_per_frame) for t in per_video]

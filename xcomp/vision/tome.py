@@ -99,12 +99,15 @@ class ToMeProjector(nn.Module):
 
     def forward(self, features: torch.Tensor, trace: list | None = None) -> torch.Tensor:
         """[T, P, C] -> [T / num_frames, num_frames * tokens_per_frame, hidden]; `trace` as in `merge_tokens`."""
+        return self.mlp(self.merge(features, trace))
+
+    def merge(self, features: torch.Tensor, trace: list | None = None) -> torch.Tensor:
+        """The weight-free part: [T, P, C] -> [T / num_frames, num_frames * tokens_per_frame, C] merged tokens."""
         t, p, c = features.shape
         if t % self.num_frames != 0:
             raise ValueError(f"number of frames ({t}) must be a multiple of num_frames ({self.num_frames})")
         clips = features.reshape(t // self.num_frames, self.num_frames * p, c)
-        merged = merge_tokens(clips, self.num_frames * self.tokens_per_frame, self.num_heads_metric, trace)
-        return self.mlp(merged)
+        return merge_tokens(clips, self.num_frames * self.tokens_per_frame, self.num_heads_metric, trace)
 
 
 __all__ = ["ToMeProjector", "bipartite_soft_matching", "merge_schedule", "merge_tokens"]

@@ -1,0 +1,112 @@
+"""The evaluation engine: question-independent work done once per video gives the answers of the per-question
+reference path (`reuse=false`), and the vision feature cache is shared across jobs, safe to corrupt and bounded."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tests.test_run import all_runs, compose_run, run_job
+from xcomp.compression.compressors import COMPRESSORS
+from xcomp.compression.selectors import AllFrames, QCComp, UniformFrames
+from xcomp.data.synth import SynthSuite
+from xcomp.evaluation.features import FeatureCache
+from xcomp.evaluation.runner import answer_suite
+from xcomp.evaluation.suite import EvalSuite, frame_sampling
+from xcomp.model.convert import load_model
+from xcomp.model.processing import XCompProcessor
+from xcomp.pipeline import XCompPipeline
+from xcomp.shipped import shipped_model
+
+SELECTORS = {
+    "qc_local": QCComp(keep=0.5, segment_frames=4),
+    "qc_global": QCComp(keep=0.5, scorer="global"),
+    "uniform": UniformFrames(keep=0.5),
+    "all": AllFrames(),
+}
+
+
+@pytest.fixture(scope="module")
+def suite(tmp_path_factory):
+    """2 videos x 3 questions of 16 frames: the LVBench shape in small."""
+    source = SynthSuite(families=["locate", "count"], n=1, video_frames=16, seed=5, questions_per_video=3,
+                        cache_dir=str(tmp_path_factory.mktemp("data")))  # fmt: skip
+    return EvalSuite(source, source.suite(), *frame_sampling(source, 16, 64, 4))
+
+
+def answers(compression: str, selector, suite, reuse: bool, cache=None):
+    path = shipped_model("xcomp_tiny")
+    fields = COMPRESSORS[compression]().config_fields()
+    model = load_model(path, **fields)
+    processor = XCompProcessor.from_pretrained(path, image_size=64)
+    pipe = XCompPipeline(model, processor, selector=selector, feature_cache=cache)
+    return answer_suite(pipe, suite, reuse=reuse)
+
+
+def same(a, b):
+    assert [(r.id, r.prediction, list(r.kept_frames), r.text) for r in a] == [
+        (r.id, r.prediction, list(r.kept_frames), r.text) for r in b
+    ]
+
+
+@pytest.mark.parametrize(
+    ("compression", "selector"),
+    [*((c, "qc_local") for c in sorted(COMPRESSORS)), *(("lp_comp", s) for s in SELECTORS if s != "qc_local")],
+)
+def test_reuse_gives_the_reference_paths_answers(suite, compression, selector):
+    shared = answers(compression, SELECTORS[selector], suite, reuse=True)
+    alone = answers(compression, SELECTORS[selector], suite, reuse=False)
+    same(shared, alone)
+    per_video = [r.cost["seconds"]["vision"] for r in shared]
+    assert sum(s > 0 for s in per_video) == 2  # the tower ran once per video, not per question
+
+
+def test_the_feature_cache_is_shared_recomputes_a_corrupt_entry_and_stays_under_its_cap(suite, tmp_path):
+    cache = FeatureCache(tmp_path / "features", max_bytes=2**30)
+    first = answers("lp_comp", SELECTORS["qc_local"], suite, reuse=True, cache=cache)
+    assert (cache.hits, cache.misses) == (0, 2)
+    other_arm = answers("uniform_drop", SELECTORS["uniform"], suite, reuse=True, cache=cache)  # another arm
+    assert (cache.hits, cache.misses) == (2, 2)
+    same(first, answers("lp_comp", SELECTORS["qc_local"], suite, reuse=True))  # cached = computed
+    same(other_arm, answers("uniform_drop", SELECTORS["uniform"], suite, reuse=True))
+
+    entries = sorted((tmp_path / "features").glob("*/*.safetensors"))
+    assert len(entries) == 2
+    entries[0].write_bytes(entries[0].read_bytes()[:100])  # a partial write
+    again = answers("lp_comp", SELECTORS["qc_local"], suite, reuse=True, cache=cache)
+    same(first, again)
+    assert (cache.hits, cache.misses) == (3, 3) and len(list((tmp_path / "features").glob("*/*.safetensors"))) == 2
+
+    size = entries[1].stat().st_size
+    small = FeatureCache(tmp_path / "features", max_bytes=size)  # room for one entry
+    entries[1].unlink()  # the second video's features must be written again: past the cap, the other goes
+    answers("lp_comp", SELECTORS["all"], suite, reuse=True, cache=small)
+    assert small.misses >= 1 and small.hits + small.misses == 2
+    assert len(list((tmp_path / "features").glob("*/*.safetensors"))) == 1  # the least recently used went
+
+
+def test_a_tower_that_changes_gets_new_entries(tmp_path):
+    from tests.conftest import tiny_model
+
+    model = tiny_model()
+    cache = FeatureCache(tmp_path, max_bytes=2**30)
+    before = cache.digest(model.model.vision_tower)
+    assert cache.digest(model.model.vision_tower) == before
+    with torch.no_grad():
+        next(model.model.vision_tower.parameters()).add_(1.0)  # one optimiser step, say
+    assert cache.digest(model.model.vision_tower) != before
+
+
+def test_a_job_logs_cache_hits_and_a_rerun_of_another_arm_hits(tmp_path):
+    from tests.test_run import TINY
+
+    run_job(compose_run(tmp_path, *TINY, "compress=lp"))
+    run_job(compose_run(tmp_path, *TINY, "compress=heuristic", "model=xcomp_tiny"))  # the same tower weights
+    first, second = sorted(all_runs(tmp_path), key=lambda r: r.info.start_time)
+    assert (first.data.metrics["cache.misses"], first.data.metrics["cache.hits"]) == (2, 0)
+    assert (second.data.metrics["cache.misses"], second.data.metrics["cache.hits"]) == (0, 2)
+    reference = compose_run(tmp_path, *TINY, "compress=lp", "reuse=false", "cache.features=false")
+    run_job(reference)
+    ref = max(all_runs(tmp_path), key=lambda r: r.info.start_time)
+    assert ref.data.metrics["accuracy"] == first.data.metrics["accuracy"] and "cache.hits" not in ref.data.metrics
+

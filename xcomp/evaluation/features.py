@@ -1,0 +1,128 @@
+"""A disk cache of the frozen part of the model's vision path: the vision tower's tokens after ToMe merging, before
+the projector's MLP (which SCT trains).
+
+That part is over 90 % of an answer's FLOPs on the VideoChat-Flash-2B shape and depends neither on the question nor
+on the compression arm, so the arms of a sweep, its reruns, a search's trials and a tuned model beside its base can
+share it. An entry is keyed by everything the features depend on: a digest of the tower's weights, the video
+file's identity (path, size, modification time), the sampled frame indices, the image size, the dtype and the
+attention kernel. Entries are safetensors files written to a temporary name and renamed into place (a reader sees
+a whole entry or none, and two jobs filling the same entry each write a whole one); an entry that cannot be read is
+deleted and recomputed; past `max_bytes` the least recently used entries are deleted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+from xcomp.tracking import fingerprint
+from xcomp.video.decode import Video
+
+SUFFIX = ".safetensors"
+
+
+def weights_digest(module: torch.nn.Module) -> str:
+    """A hash of a module's parameters and buffers (names, shapes, dtypes and bytes)."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        data = tensor.detach().to("cpu").contiguous()
+        digest.update(f"{name}:{tuple(data.shape)}:{data.dtype};".encode())
+        digest.update(data.view(torch.uint8).numpy().tobytes() if data.numel() else b"")
+    return digest.hexdigest()[:32]
+
+
+def video_identity(video: Video) -> dict | None:
+    """Where the frames came from, as a file system sees it; None for frames that came from no file."""
+    path = Path(video.source)
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    entries = len(os.listdir(path)) if path.is_dir() else None
+    return {"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "entries": entries}
+
+
+class FeatureCache:
+    """Merged vision-tower tokens on disk, keyed by what they depend on; counts its hits and misses."""
+
+    def __init__(self, folder: str | Path, max_bytes: int):
+        self.folder = Path(folder)
+        self.max_bytes = max_bytes
+        self.hits = self.misses = 0
+        self._digests: dict[int, tuple[tuple[int, ...], str]] = {}
+
+    def digest(self, tower: torch.nn.Module) -> str:
+        """`weights_digest` of ``tower``, computed again only when one of its tensors was modified in place since
+        (a tower that trains gets new entries; a frozen one keeps its digest)."""
+        versions = tuple(t._version for t in tower.state_dict().values())
+        known = self._digests.get(id(tower))
+        if known is None or known[0] != versions:
+            self._digests[id(tower)] = (versions, weights_digest(tower))
+        return self._digests[id(tower)][1]
+
+    def key(self, tower_digest: str, video: Video, image_size: int, dtype: torch.dtype, attention: str) -> str | None:
+        """The entry of ``video``'s sampled frames, or None when the frames have no file to be identified by."""
+        identity = video_identity(video)
+        if identity is None:
+            return None
+        return fingerprint({
+            "tower": tower_digest, "video": identity, "indices": [int(i) for i in video.indices],
+            "image_size": image_size, "dtype": str(dtype), "attention": attention,
+        })  # fmt: skip
+
+    def _path(self, key: str) -> Path:
+        return self.folder / key[:2] / f"{key}{SUFFIX}"
+
+    def load(self, key: str) -> torch.Tensor | None:
+        """The entry's features (counted as a hit), or None (a miss) when it is absent or unreadable (deleted)."""
+        from safetensors.torch import load_file
+
+        path = self._path(key)
+        try:
+            features = load_file(path)["features"]
+        except FileNotFoundError:
+            self.misses += 1
+            return None
+        except Exception:  # a partial or corrupt file, whatever safetensors raises for it: computed again
+            path.unlink(missing_ok=True)
+            self.misses += 1
+            return None
+        os.utime(path)  # recently used
+        self.hits += 1
+        return features
+
+    def store(self, key: str, features: torch.Tensor) -> None:
+        """Write the entry atomically, then evict the least recently used entries past the size cap."""
+        from safetensors.torch import save_file
+
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, scratch = tempfile.mkstemp(prefix=f".{key}-", suffix=SUFFIX, dir=path.parent)
+        os.close(handle)
+        try:
+            save_file({"features": features.detach().to("cpu").contiguous()}, scratch)
+            os.replace(scratch, path)
+        finally:
+            Path(scratch).unlink(missing_ok=True)
+        self.evict()
+
+    def evict(self) -> None:
+        """Delete the least recently used entries until the cache holds at most `max_bytes`."""
+        entries = []
+        for path in self.folder.glob(f"*/*{SUFFIX}"):
+            try:
+                stat = path.stat()
+            except FileNotFoundError:  # evicted meanwhile by another job
+                continue
+            if not path.name.startswith("."):
+                entries.append((stat.st_mtime_ns, stat.st_size, path))
+        total = sum(size for _, size, _ in entries)
+        for _, size, path in sorted(entries):
+            if total <= self.max_bytes:
+                break
+            path.unlink(missing_ok=True)
+            total -= size
