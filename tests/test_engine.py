@@ -3,6 +3,8 @@ reference path (`reuse=false`), and the vision feature cache is shared across jo
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import torch
 
@@ -10,6 +12,7 @@ from tests.test_run import all_runs, compose_run, run_job
 from xcomp.compression.compressors import COMPRESSORS
 from xcomp.compression.selectors import AllFrames, QCComp, UniformFrames
 from xcomp.data.synth import SynthSuite
+from xcomp.errors import XCompError
 from xcomp.evaluation.features import FeatureCache
 from xcomp.evaluation.runner import answer_suite
 from xcomp.evaluation.suite import EvalSuite, frame_sampling
@@ -110,3 +113,19 @@ def test_a_job_logs_cache_hits_and_a_rerun_of_another_arm_hits(tmp_path):
     ref = max(all_runs(tmp_path), key=lambda r: r.info.start_time)
     assert ref.data.metrics["accuracy"] == first.data.metrics["accuracy"] and "cache.hits" not in ref.data.metrics
 
+
+
+@pytest.mark.parametrize(("compression", "shares"), [("lp_comp", True), ("uniform_drop", True), ("attn_prune", False)])
+def test_a_videos_questions_share_the_prefill_before_the_question_unless_the_method_reads_it(suite, compression, shares):
+    path = shipped_model("xcomp_tiny")
+    model = load_model(path, **COMPRESSORS[compression]().config_fields())
+    pipe = XCompPipeline(model, XCompProcessor.from_pretrained(path, image_size=64), selector=AllFrames())
+    video = suite.decode(suite.questions[0].video)
+    encoded = pipe.encode(video)
+    for q in suite.questions[:3]:  # the first video's three questions
+        shared = pipe.answer(video, q.question, q.options, max_new_tokens=8, encoded=encoded)
+        alone = pipe.answer(video, q.question, q.options, max_new_tokens=8)
+        assert (shared.text, shared.choice) == (alone.text, alone.choice)
+    assert len(encoded.prefixes) == int(shares)
+    with pytest.raises(XCompError, match="keeps tokens by the question") if not shares else contextlib.nullcontext():
+        model.prefill_prefix(torch.tensor([1, 2]), encoded.visual)

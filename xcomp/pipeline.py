@@ -17,10 +17,12 @@ import numpy as np
 import torch
 
 from xcomp.accounting import layer_flops, run_cost, vision_flops
+from xcomp.compression.compressors import compressor_for
 from xcomp.compression.qc_comp import FrameScores, QCCompConfig, split_prompt
 from xcomp.compression.selectors import FrameSelector, QCComp
 from xcomp.errors import PromptTooLongError, XCompError
 from xcomp.evaluation.features import FeatureCache
+from xcomp.model.cache import XCompCache
 from xcomp.model.modeling import IGNORE_INDEX, XCompForCausalLM
 from xcomp.model.processing import ANSWER_PARSERS, OPTION_LETTERS, PromptConfig, XCompProcessor, build_prompt
 from xcomp.pipeline_config import load_pipeline_config, reference_defaults, save_pipeline_config
@@ -40,6 +42,15 @@ class Encoded:
     """Time it took (reading the feature cache, or running the tower)."""
     reported: bool = False
     """Whether an answer has counted `seconds` as its own (the first question of the video does)."""
+    prefixes: dict = field(default_factory=dict)
+    """K/V of the prompt before the question over every frame, by prefix ids (`prefix_cache`)."""
+
+    def prefix_cache(self, model: XCompForCausalLM, prefix_ids: torch.Tensor) -> XCompCache:
+        """The video's prefill before the question (`XCompForCausalLM.prefill_prefix`), computed once."""
+        key = tuple(prefix_ids.tolist())
+        if key not in self.prefixes:
+            self.prefixes[key] = model.prefill_prefix(prefix_ids, self.visual)
+        return self.prefixes[key]
 
     def claim_seconds(self) -> float:
         """`seconds` the first time, then 0: the questions sharing the tokens share their cost."""
@@ -167,7 +178,9 @@ class XCompPipeline:
             keep: frames to keep: an int count, a float fraction, or None for the selector's setting. Keeping every
                 frame skips scoring (plain LP-Comp over all frames).
             max_new_tokens, do_sample, generate_kwargs: passed to `generate` (greedy by default).
-            encoded: the video's `encode`, shared by its questions (the first to use it counts its seconds).
+            encoded: the video's `encode`, shared by its questions (the first to use it counts its seconds); when
+                every frame is answered from and the compressor does not read the question, the K/V of the prompt
+                before the question is shared too (`Encoded.prefix_cache`).
 
         `Answer.accounting` holds, for the answering prefill over the kept frames, `tokens_per_layer`,
         `prefill_flops`, `decode_flops_per_token`, `kv_cache_bytes`; the same under `dense` for the dense model
@@ -186,6 +199,7 @@ class XCompPipeline:
         seconds["load"] = time.perf_counter() - t0
         N = len(video.frames)
 
+        shared = encoded is not None
         encoded = encoded or self.encode(video)
         visual, n_encoded = encoded.visual, encoded.frames
         seconds["vision"] = encoded.claim_seconds()
@@ -208,6 +222,9 @@ class XCompPipeline:
         t0 = time.perf_counter()
         T = self.model.model.visual_tokens_per_frame
         selected = visual.view(N, T, -1)[kept.to(visual.device)].flatten(0, 1)
+        if shared and k == N and not compressor_for(self.model.config).reads_question:
+            prefix = split_prompt(ids, self.processor.video_token_id)[0]
+            generate_kwargs["cache"] = encoded.prefix_cache(self.model, prefix).copy()  # the video's prefill, once
         out = self.model.generate(
             ids,
             attention_mask=batch["attention_mask"].to(ids.device),

@@ -39,6 +39,13 @@ class TokenCompressor:
     drops_in_llm: ClassVar[bool] = True
     """Whether the schedule applies between decoder layers (False: every layer sees the same tokens)."""
 
+    @property
+    def reads_question(self) -> bool:
+        """Whether the visual tokens it keeps depend on the prompt after the video (then the K/V of the prompt
+        before the question cannot be shared by a video's questions). Methods that read the last prompt token's
+        attention do; a subclass that reads the question otherwise says so here."""
+        return self.needs_attention
+
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         if cls.__dict__.get("name"):

@@ -21,6 +21,8 @@ class XCompCache(DynamicCache):
         """Per layer, [batch, cached_len] bool: False marks padding keys that must never be attended."""
         self.next_position: torch.Tensor | None = None
         """[batch] rotary position of the next token in the original (uncompressed) numbering."""
+        self.consumed = 0
+        """Prompt ids the cache holds (a video placeholder counts as one): generation feeds the ids after them."""
 
     @property
     def is_prefilled(self) -> bool:
@@ -32,6 +34,12 @@ class XCompCache(DynamicCache):
             self.key_valid.append(None)
         old = self.key_valid[layer_idx]
         self.key_valid[layer_idx] = valid if old is None else torch.cat([old, valid], dim=1)
+
+    def copy(self) -> XCompCache:
+        """An independent copy (a video's shared prefix, continued by one question without altering it)."""
+        import copy
+
+        return copy.deepcopy(self)
 
     def layer_lengths(self) -> list[int]:
         """Cached tokens per layer (including padding slots)."""

@@ -486,6 +486,7 @@ class XCompForCausalLM(XCompPreTrainedModel, GenerationMixin):
         use_cache = bool(use_cache) or (cache is not None)
         if isinstance(cache, XCompCache) and cache.is_prefilled:
             hidden = self.model.run_decode(input_ids, cache)
+            cache.consumed += input_ids.shape[1]
             logits = self.token_logits(hidden[:, -logits_to_keep:] if logits_to_keep else hidden)
             return XCompCausalLMOutput(logits=logits, cache=cache)
         if cache is not None and not isinstance(cache, XCompCache) and cache.get_seq_length() > 0:
@@ -499,6 +500,7 @@ class XCompForCausalLM(XCompPreTrainedModel, GenerationMixin):
         tokens, labels_expanded = self.model.embed_inputs(input_ids, attention_mask, visual_embeds, labels)
         if cache is not None:
             cache.next_position = tokens.valid.sum(dim=1)
+            cache.consumed = input_ids.shape[1]
         tokens, counts, hidden_states = self.model.run_prefill(tokens, cache, output_hidden_states)
         loss = None
         if labels is not None:
@@ -523,6 +525,18 @@ class XCompForCausalLM(XCompPreTrainedModel, GenerationMixin):
             kept_index=tokens.index,
         )
 
+    @torch.no_grad()
+    def prefill_prefix(self, prefix_ids: torch.Tensor, visual: torch.Tensor) -> XCompCache:
+        """The K/V of a prompt's part before the question: ``prefix_ids`` [P] (the ids before the video placeholder)
+        and the video's ``visual`` tokens, with the compressor's per-layer drops. Under causal attention it does
+        not depend on what follows, so `generate` continues it (a `XCompCache.copy` per question) from the full
+        prompt's ids. Only for compressors that do not read the question (`TokenCompressor.reads_question`)."""
+        if compressor_for(self.config).reads_question:
+            raise XCompError(f"{self.config.compression} keeps tokens by the question: its prefix cannot be shared")
+        video = torch.tensor([self.config.video_token_id], device=prefix_ids.device)
+        ids = torch.cat([prefix_ids.reshape(-1), video])[None]
+        return self(input_ids=ids, visual_embeds=[visual], use_cache=True, logits_to_keep=1).cache
+
     def prepare_inputs_for_generation(
         self,
         input_ids: torch.LongTensor,
@@ -535,9 +549,10 @@ class XCompForCausalLM(XCompPreTrainedModel, GenerationMixin):
         logits_to_keep: int | None = None,
         **kwargs,
     ) -> dict:
-        """The video goes in once (prefill); afterwards only the newest token is fed against the cache."""
+        """The video goes in once (prefill); afterwards only the ids the cache has not seen are fed against it:
+        the newest token, or the question after a shared prefix (`prefill_prefix`)."""
         if isinstance(cache, XCompCache) and cache.is_prefilled:
-            return {"input_ids": input_ids[:, -1:], "cache": cache, "use_cache": True, "logits_to_keep": 1}
+            return {"input_ids": input_ids[:, cache.consumed :], "cache": cache, "use_cache": True, "logits_to_keep": 1}
         return {
             "input_ids": input_ids,
             "attention_mask": attention_mask,
