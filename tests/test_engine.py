@@ -129,3 +129,24 @@ def test_a_videos_questions_share_the_prefill_before_the_question_unless_the_met
     assert len(encoded.prefixes) == int(shares)
     with pytest.raises(XCompError, match="keeps tokens by the question") if not shares else contextlib.nullcontext():
         model.prefill_prefix(torch.tensor([1, 2]), encoded.visual)
+
+
+@pytest.mark.parametrize("compression", sorted(c for c in COMPRESSORS if c != "attn_prune"))
+@pytest.mark.parametrize("scorer", ["local", "global"])
+def test_qc_scores_from_prefilled_windows_equal_whole_windows(compression, scorer):
+    """Each window's prefix + frames prefilled once (through the compressor's drops), each question's rows run
+    against it: the same frame scores and scoring cost as running every window whole, question after question."""
+    from tests.conftest import frames
+    from xcomp.compression.qc_comp import QCCompConfig, score_frames
+
+    model = load_model(shipped_model("xcomp_tiny"), **COMPRESSORS[compression]().config_fields())
+    visual = model.model.encode_video(frames(16).to(model.dtype), [16])[0]
+    config = QCCompConfig(segment_frames=4, scorer=scorer, layers=(1, 2), segment_batch=3)
+    prefix, shared = torch.tensor([5, 6, 7]), {}
+    for seed in range(3):  # three questions about the video
+        question = torch.randint(1, 100, (5 + seed,), generator=torch.Generator().manual_seed(seed))
+        whole = score_frames(model, prefix, question, visual, config)
+        prefilled = score_frames(model, prefix, question, visual, config, shared)
+        torch.testing.assert_close(prefilled.layer_scores, whole.layer_scores, rtol=1e-4, atol=1e-6)
+        assert prefilled.tokens_per_layer == whole.tokens_per_layer and prefilled.windows == whole.windows
+    assert len(shared) == 1  # one prefill of the windows served the three questions

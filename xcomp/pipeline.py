@@ -44,6 +44,8 @@ class Encoded:
     """Whether an answer has counted `seconds` as its own (the first question of the video does)."""
     prefixes: dict = field(default_factory=dict)
     """K/V of the prompt before the question over every frame, by prefix ids (`prefix_cache`)."""
+    scoring: dict = field(default_factory=dict)
+    """What the frame selector keeps for the video's other questions (QC-Comp: its windows' K/V)."""
 
     def prefix_cache(self, model: XCompForCausalLM, prefix_ids: torch.Tensor) -> XCompCache:
         """The video's prefill before the question (`XCompForCausalLM.prefill_prefix`), computed once."""
@@ -214,7 +216,9 @@ class XCompPipeline:
         scores = None
         if k < N:
             prefix, question_ids = split_prompt(ids, self.processor.video_token_id)
-            kept, scores = self.selector.select(self.model, prefix, question_ids, visual, N, k)
+            kept, scores = self.selector.select(
+                self.model, prefix, question_ids, visual, N, k, shared=encoded.scoring if shared else None
+            )
         else:
             kept = torch.arange(N)
         seconds["scoring"] = time.perf_counter() - t0

@@ -52,3 +52,36 @@ def query_attention(
         mask = key_mask[:, None, None, :] if key_mask.dim() == 2 else key_mask[:, None]
         logits = logits.masked_fill(~mask, torch.finfo(logits.dtype).min)
     return logits.softmax(dim=-1)
+
+
+def cached_query_attention(
+    layer: Qwen2DecoderLayer,
+    hidden_states: torch.Tensor,
+    position_embeddings: tuple[torch.Tensor, torch.Tensor],
+    cached_keys: torch.Tensor,
+    cached_valid: torch.Tensor,
+) -> torch.Tensor:
+    """Softmax attention probabilities of new rows over a layer's cached keys and their own, causally.
+
+    Args:
+        hidden_states: [B, Q, D] input of the layer for the new rows (before its input layernorm).
+        position_embeddings: (cos, sin), each [B, Q, head_dim], of the new rows.
+        cached_keys: [B, KV heads, K, head_dim] the layer's cached keys (rotary applied, as the cache stores them).
+        cached_valid: [B, K] bool, False for padding keys.
+
+    Returns:
+        [B, H, Q, K + Q] float32 probabilities: the cached keys first, then the new rows' own keys.
+    """
+    attn = layer.self_attn
+    x = layer.input_layernorm(hidden_states)
+    B, Q, _ = x.shape
+    hd = attn.head_dim
+    cos, sin = position_embeddings
+    q = attn.q_proj(x).view(B, Q, -1, hd).transpose(1, 2)
+    k = attn.k_proj(x).view(B, Q, -1, hd).transpose(1, 2)
+    q, k = apply_rotary_pos_emb(q, k, cos, sin)
+    keys = torch.cat([cached_keys.to(k.dtype), k], dim=2).repeat_interleave(attn.num_key_value_groups, dim=1)
+    logits = torch.matmul(q.float(), keys.float().transpose(-1, -2)) * attn.scaling
+    causal = torch.ones(Q, Q, dtype=torch.bool, device=x.device).tril()
+    allowed = torch.cat([cached_valid[:, None, :].expand(B, Q, -1), causal[None].expand(B, Q, Q)], dim=2)
+    return logits.masked_fill(~allowed[:, None], torch.finfo(logits.dtype).min).softmax(dim=-1)

@@ -24,8 +24,10 @@ from dataclasses import dataclass
 
 import torch
 
-from xcomp.compression.attention_probe import query_attention
+from xcomp.compression.attention_probe import cached_query_attention, query_attention
+from xcomp.compression.compressors import compressor_for
 from xcomp.errors import ConfigError, XCompError
+from xcomp.model.cache import XCompCache
 
 
 @dataclass(frozen=True)
@@ -141,6 +143,7 @@ def score_frames(
     question_ids: torch.Tensor,
     visual: torch.Tensor,
     config: QCCompConfig | None = None,
+    shared: dict | None = None,
 ) -> FrameScores:
     """Score every frame of one video for one question (see the module docstring).
 
@@ -154,6 +157,10 @@ def score_frames(
         visual: [N * tokens_per_frame, D] projector outputs of the video (`encode_video`); every consecutive
             group of `visual_tokens_per_frame` tokens is one frame.
         config: scoring settings; `keep`/`keep_ratio` are not used here.
+        shared: a dict kept per video: each window's ``prefix + frames`` does not depend on the question (causal
+            attention), so its K/V through the scored band is computed once, stored here, and each question then
+            runs only its own rows against it (`_prefill_windows`). None, or a model whose compressor reads the
+            question, scores every window whole.
     """
     config = config or QCCompConfig()
     inner = model.base_model
@@ -181,12 +188,20 @@ def score_frames(
     totals = torch.zeros(len(layers), N, device=device)
     passes = torch.zeros(N, dtype=torch.long, device=device)
     tokens_per_layer = [0] * (max(layers) + 1)
-    for b0 in range(0, len(starts), config.segment_batch):
-        batch = starts[b0 : b0 + config.segment_batch]
-        tokens, _ = inner.embed_inputs(
-            ids.expand(len(batch), -1), None, [visual[s * T : (s + W) * T] for s in batch]
+    if shared is not None and not compressor_for(inner.config).reads_question:
+        key = (tuple(prefix_ids.tolist()), W, tuple(starts), max(layers), config.segment_batch)
+        if key not in shared:
+            shared[key] = _prefill_windows(inner, prefix_ids.to(device), visual, starts, W, config, max(layers))
+        scored = (
+            (batch, *_score_prefilled(inner, cache, key_frames, question_ids.to(device), layers, W))
+            for batch, cache, key_frames in shared[key]
         )
-        window_scores, counts = _score_windows(inner, tokens, layers, video_start=P, question_len=Q, frames=W)
+    else:
+        scored = (
+            (batch, *_score_windows(inner, ids, visual, batch, layers, video_start=P, question_len=Q, frames=W))
+            for batch in (starts[b : b + config.segment_batch] for b in range(0, len(starts), config.segment_batch))
+        )
+    for batch, window_scores, counts in scored:
         tokens_per_layer = [t + int(c.sum()) for t, c in zip(tokens_per_layer, counts)]
         for j, s in enumerate(batch):
             totals[:, s : s + W] += window_scores[:, j]
@@ -204,13 +219,15 @@ def score_frames(
 
 
 def _score_windows(
-    inner, tokens, layers: tuple[int, ...], video_start: int, question_len: int, frames: int
+    inner, ids, visual, batch: list[int], layers: tuple[int, ...], video_start: int, question_len: int, frames: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Run a batch of equal-layout windows up to the last scored layer, probing the question's attention.
+    """Run a batch of equal-layout windows (starting at frames ``batch``) up to the last scored layer, probing
+    the question's attention.
 
     Returns [len(layers), windows, frames] attention mass per frame and the tokens entering each layer run.
     """
     T = inner.visual_tokens_per_frame
+    tokens, _ = inner.embed_inputs(ids.expand(len(batch), -1), None, [visual[s * T : (s + frames) * T] for s in batch])
     row_of = {layer: r for r, layer in enumerate(layers)}
     B, device = tokens.hidden.shape[0], tokens.hidden.device
     scores = torch.zeros(len(layers), B, frames, device=device)
@@ -229,4 +246,52 @@ def _score_windows(
         scores[row_of[i]].scatter_add_(1, frame, mass * (tokens.slot >= 0))
 
     _, counts, _ = inner.run_prefill(tokens, None, layer_callback=probe, stop_at_layer=max(layers))
+    return scores, counts
+
+
+def _prefill_windows(
+    inner, prefix_ids: torch.Tensor, visual: torch.Tensor, starts: list[int], W: int, config: QCCompConfig, last: int
+) -> list[tuple[list[int], XCompCache, list[torch.Tensor]]]:
+    """Per batch of windows: their start frames, the K/V of ``prefix + window frames`` through layer ``last``
+    (with the compressor's drops), and per layer the window frame of each cached key (-1 for text)."""
+    T, P = inner.visual_tokens_per_frame, prefix_ids.numel()
+    ids = torch.cat([prefix_ids, torch.tensor([inner.config.video_token_id], device=prefix_ids.device)])[None]
+    stop = last + 1 if last + 1 < inner.config.num_layers else None
+    out = []
+    for b0 in range(0, len(starts), config.segment_batch):
+        batch = starts[b0 : b0 + config.segment_batch]
+        tokens, _ = inner.embed_inputs(ids.expand(len(batch), -1), None, [visual[s * T : (s + W) * T] for s in batch])
+        cache = XCompCache(config=inner.config.text_config)
+        cache.next_position, cache.consumed = tokens.valid.sum(dim=1), ids.shape[1]
+        key_frames: list[torch.Tensor] = []
+
+        def record(i, layer, tokens, position_embeddings, key_frames=key_frames):
+            key_frames.append(torch.where(tokens.slot >= 0, (tokens.index - P) // T, -1))
+
+        inner.run_prefill(tokens, cache, layer_callback=record, stop_at_layer=stop)
+        out.append((batch, cache, key_frames[: last + 1]))
+    return out
+
+
+def _score_prefilled(
+    inner, prefilled: XCompCache, key_frames: list[torch.Tensor], question_ids: torch.Tensor, layers, frames: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The question's rows run against a batch of prefilled windows (a copy of their cache) up to the last scored
+    layer; returns what `_score_windows` returns for the same windows."""
+    cache = prefilled.copy()
+    row_of = {layer: r for r, layer in enumerate(layers)}
+    B, Q = key_frames[0].shape[0], question_ids.numel()
+    scores = torch.zeros(len(layers), B, frames, device=question_ids.device)
+
+    def probe(i, layer, hidden, position_embeddings):
+        if i not in row_of:
+            return
+        keys, valid = cache.layers[i].keys, cache.key_valid[i]
+        probs = cached_query_attention(layer, hidden, position_embeddings, keys, valid)
+        mass = probs.mean(dim=(1, 2))[:, : keys.shape[2]]
+        frame = key_frames[i]
+        scores[row_of[i]].scatter_add_(1, frame.clamp(0, frames - 1), mass * (frame >= 0))
+
+    inner.run_decode(question_ids.expand(B, -1), cache, layer_callback=probe, stop_at_layer=max(layers))
+    counts = torch.stack([prefilled.key_valid[i].sum(dim=1) + Q for i in range(max(layers) + 1)])
     return scores, counts

@@ -43,12 +43,20 @@ class FrameSelector:
         return min(max(round(self.keep * num_frames), 1), num_frames)
 
     def select(
-        self, model, prefix_ids: torch.Tensor, question_ids: torch.Tensor, visual: torch.Tensor, num_frames: int, k: int
+        self,
+        model,
+        prefix_ids: torch.Tensor,
+        question_ids: torch.Tensor,
+        visual: torch.Tensor,
+        num_frames: int,
+        k: int,
+        shared: dict | None = None,
     ) -> tuple[torch.Tensor, FrameScores | None]:
         """The ``k`` kept frame indices in temporal order, and the per-frame scores when the method has them.
 
         ``visual``: [num_frames * tokens_per_frame, D] projector outputs; ``prefix_ids`` / ``question_ids``: the
-        prompt ids before and after the video placeholder.
+        prompt ids before and after the video placeholder; ``shared``: a dict kept per video, where a method may
+        keep what does not depend on the question for the video's other questions (None: nothing is kept).
         """
         raise NotImplementedError
 
@@ -63,7 +71,7 @@ class AllFrames(FrameSelector):
         if self.keep != 1.0:
             raise ConfigError(f"select=all keeps every frame; keep must be 1.0, got {self.keep}")
 
-    def select(self, model, prefix_ids, question_ids, visual, num_frames, k):
+    def select(self, model, prefix_ids, question_ids, visual, num_frames, k, shared=None):
         return torch.arange(num_frames), None
 
 
@@ -73,7 +81,7 @@ class UniformFrames(FrameSelector):
 
     name: ClassVar[str] = "uniform"
 
-    def select(self, model, prefix_ids, question_ids, visual, num_frames, k):
+    def select(self, model, prefix_ids, question_ids, visual, num_frames, k, shared=None):
         step = num_frames / k
         return (torch.arange(k) * step + step / 2).long().clamp_max(num_frames - 1), None
 
@@ -120,6 +128,6 @@ class QCComp(FrameSelector):
     def num_kept(self, num_frames: int) -> int:
         return self.qc.num_kept(num_frames)
 
-    def select(self, model, prefix_ids, question_ids, visual, num_frames, k):
-        scores = score_frames(model, prefix_ids, question_ids, visual, self.qc)
+    def select(self, model, prefix_ids, question_ids, visual, num_frames, k, shared=None):
+        scores = score_frames(model, prefix_ids, question_ids, visual, self.qc, shared)
         return scores.top_k(k), scores

@@ -82,6 +82,9 @@ class _Tokens:
 
 LayerCallback = Callable[[int, nn.Module, _Tokens, tuple[torch.Tensor, torch.Tensor]], None]
 """``(layer index, decoder layer, tokens entering it, rotary (cos, sin))`` — a probe called by `run_prefill`."""
+DecodeCallback = Callable[[int, nn.Module, torch.Tensor, tuple[torch.Tensor, torch.Tensor]], None]
+"""``(layer index, decoder layer, hidden states [B, Q, D] entering it, rotary (cos, sin))`` — a probe called by
+`run_decode` before the layer appends the new tokens' keys to the cache."""
 
 
 def renumbered_positions(valid: torch.Tensor) -> torch.Tensor:
@@ -401,8 +404,19 @@ class XCompModel(XCompPreTrainedModel):
         probs = query_attention(layer, hidden, pos_emb, last, key_mask=valid[:, None, :] & causal)
         return probs.mean(dim=1)[:, 0]
 
-    def run_decode(self, input_ids: torch.Tensor, cache: XCompCache) -> torch.Tensor:
-        """Run new text tokens [B, Q] against a filled cache; each layer attends to its own surviving keys."""
+    def run_decode(
+        self,
+        input_ids: torch.Tensor,
+        cache: XCompCache,
+        layer_callback: DecodeCallback | None = None,
+        stop_at_layer: int | None = None,
+    ) -> torch.Tensor | None:
+        """Run new text tokens [B, Q] against a filled cache; each layer attends to its own surviving keys.
+
+        Probes (QC-Comp scoring from a shared window prefix) pass ``layer_callback(i, layer, hidden,
+        position_embeddings)``, called with each layer's input before the layer adds its keys to the cache, and
+        ``stop_at_layer`` to return None right after that layer's callback (the cache is then partly extended).
+        """
         lm = self.language_model
         hidden = self.embed_text(input_ids)
         B, Q = input_ids.shape
@@ -424,6 +438,10 @@ class XCompModel(XCompPreTrainedModel):
             elif not flash and (Q > 1 or not bool(key_valid.all())):
                 allowed = torch.cat([key_valid[:, None, :].expand(B, Q, -1), causal[None].expand(B, Q, Q)], dim=2)
                 mask = additive_mask(allowed, hidden.dtype)
+            if layer_callback is not None:
+                layer_callback(i, layer, hidden, pos_emb)
+            if i == stop_at_layer:
+                return None
             hidden = layer(hidden, attention_mask=mask, position_embeddings=pos_emb, cache=cache, use_cache=True)
             cache.set_key_valid(i, new_valid)
         cache.next_position = cache.next_position + Q
