@@ -150,3 +150,41 @@ def test_qc_scores_from_prefilled_windows_equal_whole_windows(compression, score
         torch.testing.assert_close(prefilled.layer_scores, whole.layer_scores, rtol=1e-4, atol=1e-6)
         assert prefilled.tokens_per_layer == whole.tokens_per_layer and prefilled.windows == whole.windows
     assert len(shared) == 1  # one prefill of the windows served the three questions
+
+
+def test_a_torchrun_evaluation_shards_whole_videos_and_equals_one_process(tmp_path):
+    """`torchrun --nproc_per_node 2 run.py trainer=ddp`: each process answers half of the videos (gloo on the CPU);
+    rank 0 gathers the answers and logs the one run, with the predictions of a single process."""
+    import json
+    import os
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.test_run import ROOT, TINY
+
+    settings = [*TINY, "data.questions_per_video=2", "compress=lp", "select=qc_local", "keep=0.5"]
+
+    def predictions(root):
+        (record,) = all_runs(root)
+        assert record.info.status == "FINISHED"
+        lines = (Path(record.info.artifact_uri.removeprefix("file://")) / "predictions.jsonl").read_text()
+        rows = [json.loads(line) for line in lines.splitlines()]
+        return record, [(r["id"], r["prediction"], r["kept_frames"], r["text"]) for r in rows]
+
+    run_job(compose_run(tmp_path / "one", *settings))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    two = tmp_path / "two"
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}", "run.py",
+               *settings, "trainer=ddp", f"paths.root={two}", f"logger.tracking_uri=sqlite:///{two}/mlflow.db"]  # fmt: skip
+    res = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600,
+                         env=dict(os.environ, OMP_NUM_THREADS="1"))  # fmt: skip
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert res.stdout.count("done: ") == 1
+    single, expected = predictions(tmp_path / "one")
+    sharded, got = predictions(two)
+    assert got == expected and len(got) == 4
+    assert sharded.data.metrics["accuracy"] == single.data.metrics["accuracy"]

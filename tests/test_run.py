@@ -174,6 +174,8 @@ def test_a_job_logs_params_tags_metrics_and_artifacts(tmp_path):
         (["video.backend=opencv"], "unknown video backend 'opencv'"),
         (["model.attn_implementation=xformers"], "unknown attn_implementation 'xformers'"),
         (["model.attn_implementation=flash_attention_2"], "flash_attention_2"),
+        *([(["device=cuda"], "device=cuda but no CUDA GPU is visible")] if not torch.cuda.is_available() else []),
+        (["dtype=fp8"], "dtype one of fp32, bf16, fp16"),
     ],
 )
 def test_bad_values_are_one_line_and_never_finished(tmp_path, capsys, override, message):

@@ -60,10 +60,13 @@ class EvalSuite:
     def decode(self, video: str) -> Video:
         return load_video(self.suite.paths[video], self.sampling, num_frames=self.num_frames, backend=self.backend)
 
-    def loader(self, rank: int = 0, world: int = 1) -> DataLoader:
+    def loader(self, rank: int = 0, world: int = 1, workers: int = 0) -> DataLoader:
         """This process's share of the videos (every ``world``-th from ``rank``), one item per video:
-        (indices of its questions in the suite, the questions, the decoded video)."""
-        return DataLoader(_Videos(self, self.suite.by_video()[rank::world]), batch_size=None, collate_fn=_as_is)
+        (indices of its questions in the suite, the questions, the decoded video), decoded by ``workers`` processes
+        ahead of the model (two videos each; 0: in this process, when asked for)."""
+        videos = _Videos(self, self.suite.by_video()[rank::world])
+        ahead = {"prefetch_factor": 2} if workers else {}
+        return DataLoader(videos, batch_size=None, collate_fn=_as_is, num_workers=workers, **ahead)
 
 
 class _Videos(Dataset):

@@ -47,8 +47,14 @@ METRICS = (
 )
 OBJECTIVES = METRICS + tuple(f"val.{m}" for m in METRICS)
 """Metrics a job can return to a sweeper (`objective=`; ``val.*`` for a job scored on validation, `test=false`)."""
-UNTRACKED = ("hydra", "logger", "paths", "rerun", "progress", "search", "cache")
+UNTRACKED = ("hydra", "logger", "paths", "rerun", "progress", "search", "cache", "eval")
 """Top-level keys that do not change a job's result (left out of its fingerprint)."""
+
+
+DEVICES = ("auto", "cpu", "cuda")
+"""Where an evaluation job runs (`device`)."""
+DTYPES = ("fp32", "bf16", "fp16")
+"""What an evaluation job computes in (`dtype`)."""
 
 
 def check(cfg: DictConfig) -> None:
@@ -62,9 +68,16 @@ def check(cfg: DictConfig) -> None:
     if cfg.max_new_tokens < 1:
         raise ConfigError(f"max_new_tokens must be >= 1, got {cfg.max_new_tokens}")
     check_backend(cfg.video.backend)
+    if cfg.device not in DEVICES or cfg.dtype not in DTYPES:
+        raise ConfigError(f"device must be one of {', '.join(DEVICES)} and dtype one of {', '.join(DTYPES)}; "
+                          f"got {cfg.device}, {cfg.dtype}")  # fmt: skip
+    if cfg.eval.workers < 0:
+        raise ConfigError(f"eval.workers must be >= 0, got {cfg.eval.workers}")
+    if device(cfg) == "cuda" and not torch_cuda():
+        raise ConfigError("device=cuda but no CUDA GPU is visible here; use device=cpu (or auto)")
     check_attn_implementation(cfg.model.attn_implementation)
-    if cfg.model.attn_implementation == "flash_attention_2":
-        raise ConfigError("jobs evaluate on the CPU, where flash_attention_2 cannot run; use sdpa or eager here")
+    if cfg.model.attn_implementation == "flash_attention_2" and device(cfg) != "cuda":
+        raise ConfigError("flash_attention_2 runs on a CUDA GPU: set device=cuda, or use sdpa or eager on the CPU")
     objectives = objective_names(cfg)
     if not objectives or any(o not in OBJECTIVES for o in objectives):
         raise ConfigError(f"objective must be one or a list of {', '.join(OBJECTIVES)}; got {cfg.objective}")
@@ -83,6 +96,17 @@ def check(cfg: DictConfig) -> None:
         if len(set(seeds.values())) < len(seeds):
             shown = ", ".join(f"{k} = {v}" for k, v in seeds.items())
             raise ConfigError(f"training, validation and test draw from distinct seeds; got {shown}")
+
+
+def torch_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def device(cfg: DictConfig) -> str:
+    """The evaluation's device: `device`, with auto resolved (cuda where a GPU is visible)."""
+    return ("cuda" if torch_cuda() else "cpu") if cfg.device == "auto" else cfg.device
 
 
 def objective_names(cfg: DictConfig) -> list[str]:
@@ -104,7 +128,7 @@ def run(cfg: DictConfig) -> float | list[float]:
     label = " ".join(overrides) or "(defaults)"
     start = time.perf_counter()
     tracker = run_id = None
-    primary = cfg.train is None or _primary_process()
+    primary = _primary_process()
     if not cfg.progress:
         from transformers.utils import logging as hf_logging
 
@@ -131,6 +155,8 @@ def run(cfg: DictConfig) -> float | list[float]:
         compressor, fields = compression(cfg)
         if cfg.train is None:
             metrics, predictions, ran_with = evaluate(cfg, compressor, fields)
+            if not primary:
+                return math.nan
         else:
             from xcomp.experiment import training
 
@@ -185,38 +211,35 @@ def compression(cfg: DictConfig):
 
 def evaluate(cfg: DictConfig, compressor, fields: dict) -> tuple[dict[str, float], list[dict], dict[str, str]]:
     """Answer the suite with the job's model switched to ``compressor`` by ``fields`` (`compression`) and the
-    selector of ``cfg``; returns the metrics, one prediction row per question, and what the model ran with."""
+    selector of ``cfg``, in Lightning's test loop (each process of a torchrun job its share of the videos); returns
+    the metrics, one prediction row per question, and what the model ran with."""
     import torch
 
-    from xcomp.evaluation.runner import answer_suite, prediction_rows, summarize
+    from xcomp.evaluation.lightning import SuiteEvaluation, test
+    from xcomp.evaluation.runner import prediction_rows
     from xcomp.model.attention import use_attn_implementation
     from xcomp.model.convert import load_config, load_model
     from xcomp.model.modeling import XCompForCausalLM
     from xcomp.model.processing import XCompProcessor
-    from xcomp.pipeline import XCompPipeline
 
     path, attn = cfg.model.path, cfg.model.attn_implementation
     config = load_config(path)
     image_size = config.vision_config.image_size
     processor = XCompProcessor.from_pretrained(path, image_size=image_size)
+    suite = suites.load(cfg, suites.scored_data(cfg), image_size, config.local_num_frames)
     if cfg.model.random_init:
         torch.manual_seed(cfg.seed)
         model = use_attn_implementation(XCompForCausalLM(config.with_compression(**fields)), attn)
     else:
         model = load_model(path, attn, **fields)
-    suite = suites.load(cfg, suites.scored_data(cfg), image_size, config.local_num_frames)
-    source = suite.source
-    cache = feature_cache(cfg)
-    pipe = XCompPipeline(model, processor, selector=build(cfg.select), prompt=suite.prompt(),
-                         answer_rule=source.answer_rule, score_options=source.score_options,
-                         feature_cache=cache)  # fmt: skip
-    records = answer_suite(pipe, suite, system=compressor.name, max_new_tokens=cfg.max_new_tokens,
-                           progress=cfg.progress, reuse=cfg.reuse)  # fmt: skip
-    metrics = summarize(records, source.breakdowns, source.macro)
-    metrics["questions_skipped"] = float(suite.suite.skipped)
-    if cache is not None:
-        metrics.update({"cache.hits": float(cache.hits), "cache.misses": float(cache.misses)})
-    return scored(cfg, metrics), prediction_rows(records), used(model.config)
+    model = model.to({"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.dtype])
+    evaluation = SuiteEvaluation(
+        processor, selector=build(cfg.select), system=compressor.name, max_new_tokens=cfg.max_new_tokens, test=suite,
+        reuse=cfg.reuse, feature_cache=feature_cache(cfg), workers=cfg.eval.workers,
+    )  # fmt: skip
+    accelerator = "gpu" if device(cfg) == "cuda" else "cpu"
+    test(model, evaluation, accelerator=accelerator, strategy=cfg.trainer.strategy, progress=cfg.progress)
+    return scored(cfg, evaluation.metrics), prediction_rows(evaluation.records), used(model.config)
 
 
 def feature_cache(cfg: DictConfig):

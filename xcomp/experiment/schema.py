@@ -56,6 +56,14 @@ class CacheConfig:
 
 
 @dataclass
+class EvalConfig:
+    """How an evaluation runs (not part of a job's identity)."""
+
+    workers: int = 1
+    """Processes decoding videos ahead of the model (0: in the main process)."""
+
+
+@dataclass
 class ValConfig:
     """The validation suite of a training job (`train.val_every` > 0): the test suite's synthetic settings with
     another seed and size, so that choosing by validation never looks at the test questions."""
@@ -182,6 +190,12 @@ class RunConfig:
     """Run again even when a FINISHED run of the same job exists."""
     reuse: bool = True
     """Do question-independent work once per video (false: every question on its own, the reference path)."""
+    device: str = "auto"
+    """Where an evaluation job runs: auto (a CUDA GPU when there is one), cpu, or cuda."""
+    dtype: str = "fp32"
+    """Weights and activations of an evaluation job: fp32, bf16 or fp16."""
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    """How an evaluation runs."""
     cache: CacheConfig = field(default_factory=CacheConfig)
     """The evaluation's disk caches."""
     progress: bool = False

@@ -50,13 +50,13 @@ def train(
     what the model ran with, as `job.evaluate`."""
     import logging
 
+    from xcomp.evaluation.lightning import SuiteEvaluation
     from xcomp.evaluation.runner import prediction_rows
     from xcomp.experiment import suites
     from xcomp.experiment.components import build
-    from xcomp.experiment.job import scored, used
+    from xcomp.experiment.job import feature_cache, scored, used
     from xcomp.model.convert import load_config
     from xcomp.train.recipe import run
-    from xcomp.train.suite_eval import SuiteEvaluation
 
     # Lightning sets its logger to INFO when first imported (after Hydra configured logging), then prints a device
     # summary and tips on every fit; a job keeps its warnings only.
@@ -69,6 +69,9 @@ def train(
         selector=build(cfg.select),
         system=compressor.name,
         max_new_tokens=cfg.max_new_tokens,
+        reuse=cfg.reuse,
+        feature_cache=feature_cache(cfg),
+        workers=cfg.eval.workers,
         val=suites.load(cfg, suites.val_data(cfg), size, clip) if config.val_every else None,
         test=suites.load(cfg, suites.scored_data(cfg), size, clip),
     )

@@ -23,6 +23,7 @@ from lightning.pytorch.loggers import Logger
 from torch.utils.data import Dataset
 
 from xcomp.errors import ConfigError
+from xcomp.evaluation.lightning import SuiteEvaluation, test
 from xcomp.model.convert import load_model
 from xcomp.model.processing import XCompProcessor
 from xcomp.pipeline_config import answer_defaults, save_pipeline_config
@@ -31,7 +32,6 @@ from xcomp.train.data import QACollator
 from xcomp.train.lit_data import QADataModule
 from xcomp.train.lit_module import XCompLitModule
 from xcomp.train.step_log import StepLog
-from xcomp.train.suite_eval import SuiteEvaluation
 
 CONFIG_FILE = "train_config.json"
 """The config of the run whose checkpoints/ lie beside it."""
@@ -133,8 +133,7 @@ def fit(
         trainer.save_checkpoint(last)  # the last step too, so that raising `steps` extends the run
     final = _save_final(trainer, model, processor, config)
     if evaluation is not None and evaluation.test is not None:
-        tested = XCompLitModule(load_model(final, **evaluation.fields), config.steps, config.lr, evaluation=evaluation)
-        trainer.test(tested, dataloaders=evaluation.test.loader(trainer.global_rank, trainer.world_size), verbose=False)
+        test(load_model(final, **evaluation.fields), evaluation, trainer)
     return final
 
 

@@ -4,19 +4,19 @@ validated and tested.
 Any model whose forward returns an object with ``.loss`` (and optionally an ``.accuracy`` dict of scalars) and that
 has ``save_pretrained`` trains through it: the VLM itself (answer-token loss, SCT and dense pre-training) or a
 `FrameTagger` holding it (vision pretraining). Validation and test answer QA suites with the VLM
-(`xcomp.train.suite_eval`): the metrics of an evaluation run, ``val.``-prefixed in the training curve.
+(`xcomp.evaluation.lightning.EvaluationModule`): the metrics of an evaluation run, ``val.``-prefixed in the training
+curve.
 """
 
 from __future__ import annotations
 
 import math
 
-import lightning as L
 import torch
 from transformers import get_cosine_schedule_with_warmup
 
+from xcomp.evaluation.lightning import EvaluationModule, SuiteEvaluation
 from xcomp.model.modeling import XCompForCausalLM
-from xcomp.train.suite_eval import SuiteEvaluation, gathered
 
 
 def set_trainable(
@@ -45,7 +45,7 @@ def set_trainable(
     return params
 
 
-class XCompLitModule(L.LightningModule):
+class XCompLitModule(EvaluationModule):
     """Trains ``model`` with AdamW, linear warm-up then cosine decay over ``steps`` optimiser steps; validates and
     tests it on the suites of ``evaluation``."""
 
@@ -62,10 +62,7 @@ class XCompLitModule(L.LightningModule):
         gradient_checkpointing: bool = False,
         evaluation: SuiteEvaluation | None = None,
     ):
-        super().__init__()
-        self.evaluation = evaluation
-        self._answered: list = []
-        self.model = model
+        super().__init__(model, evaluation)
         self.steps, self.lr, self.warmup_ratio, self.weight_decay = steps, lr, warmup_ratio, weight_decay
         if gradient_checkpointing:
             model.activation_checkpointing_enable()
@@ -78,28 +75,6 @@ class XCompLitModule(L.LightningModule):
         output = self.model(**batch)
         self.last = {"loss": output.loss.detach(), **{k: v.detach() for k, v in getattr(output, "accuracy", {}).items()}}
         return output.loss
-
-    def validation_step(self, batch: tuple, batch_idx: int) -> None:
-        self._answered += self.evaluation.answer(self.model, batch, self.evaluation.val)
-
-    def test_step(self, batch: tuple, batch_idx: int) -> None:
-        self._answered += self.evaluation.answer(self.model, batch, self.evaluation.test)
-
-    def on_validation_epoch_end(self) -> None:
-        metrics = self.evaluation.summary(self._records(), self.evaluation.val)
-        if self.trainer.is_global_zero:  # at the optimiser step validated (`self.log` would say the one before)
-            for logger in self.loggers:
-                logger.log_metrics({f"val.{k}": v for k, v in metrics.items() if not k.startswith("seconds.")},
-                                   step=self.global_step)  # fmt: skip
-
-    def on_test_epoch_end(self) -> None:
-        self.evaluation.records = self._records()
-        self.evaluation.metrics = self.evaluation.summary(self.evaluation.records, self.evaluation.test)
-
-    def _records(self) -> list:
-        """The epoch's records of every process, in suite order."""
-        answered, self._answered = self._answered, []
-        return gathered(answered, self.trainer.world_size)
 
     def configure_optimizers(self):
         # The schedule's length is `steps`, not `trainer.estimated_stepping_batches`: reading that here builds the

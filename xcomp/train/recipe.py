@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from xcomp.errors import ConfigError
+from xcomp.evaluation.lightning import SuiteEvaluation
 from xcomp.model.configuration import XCompConfig
 from xcomp.model.convert import load_model
 from xcomp.model.modeling import XCompForCausalLM
@@ -15,7 +16,6 @@ from xcomp.model.processing import XCompProcessor, build_prompt
 from xcomp.train.config import TrainConfig, TrainerConfig
 from xcomp.train.data import JsonlQADataset
 from xcomp.train.fit import fit
-from xcomp.train.suite_eval import SuiteEvaluation
 
 
 def vocab_for(processor: XCompProcessor, texts: Iterable[tuple[str, Sequence[str] | None, str]]) -> list[int]:
