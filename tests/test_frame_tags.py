@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -12,7 +14,9 @@ from xcomp.synth.generate import SynthParams, make_case
 from xcomp.train.config import TrainConfig
 from xcomp.train.fit import fit
 from xcomp.train.frame_tags import ATTRIBUTES, FrameTagCollator, FrameTagDataset, FrameTagger, frame_labels
-from xcomp.train.recipe import build_dataset, build_model, build_processor
+from xcomp.train.recipe import build_model, build_processor
+from xcomp.train.sources.jsonl import JsonlQAData
+from xcomp.train.sources.synth import SynthQAData
 
 
 def test_labels_follow_the_events():
@@ -35,9 +39,9 @@ def test_labels_follow_the_events():
 
 def test_frame_tags_needs_noise_free_synthetic_data():
     with pytest.raises(ConfigError, match="synth"):
-        TrainConfig.from_dict({"output_dir": "x", "objective": "frame_tags", "data": {"source": "jsonl"}})
+        TrainConfig.from_dict({"output_dir": "x", "objective": "frame_tags", "data": JsonlQAData(jsonl="q.jsonl")})
     with pytest.raises(ConfigError, match="noise"):
-        TrainConfig.from_dict({"output_dir": "x", "objective": "frame_tags", "data": {"noise": 0.5}})
+        TrainConfig.from_dict({"output_dir": "x", "objective": "frame_tags", "data": SynthQAData(noise=0.5)})
 
 
 def _config(tmp_path) -> TrainConfig:
@@ -55,7 +59,7 @@ def _config(tmp_path) -> TrainConfig:
             "train_llm": False,
             "save_every": 120,
             "log_every": 40,
-            "data": {"families": ["count", "needle"], "num_samples": 480, "num_frames": [16], "span": 3, "noise": 0.0},
+            "data": SynthQAData(families=["count", "needle"], num_samples=480, num_frames=[16], span=3, noise=0.0),
         }
     )
 
@@ -71,14 +75,14 @@ def test_training_teaches_tokens_the_colour_words(tmp_path):
     the LLM is untouched and the saved folder is a plain model."""
     config = _config(tmp_path)
     processor = build_processor(config)
-    dataset = build_dataset(config)
+    dataset = config.data
     model = build_model(config, processor, dataset)
     llm_before = {k: v.clone() for k, v in model.model.language_model.state_dict().items()}
     vision_before = model.model.vision_tower.encoder.patch_embed.proj.weight.clone()
     tagger = FrameTagger(model, processor.tokenizer)
-    held_out = TrainConfig.from_dict({**config.to_dict(), "data": {**config.to_dict()["data"], "seed": 99}})
+    held_out = replace(config.data, seed=99)
     collate = FrameTagCollator(processor)
-    batch = collate([FrameTagDataset(build_dataset(held_out))[i] for i in range(8)])
+    batch = collate([FrameTagDataset(held_out)[i] for i in range(8)])
     before = _colour_accuracy(tagger, batch)
     final = fit(config, tagger, FrameTagDataset(dataset), processor, collate_fn=collate)
     after = _colour_accuracy(tagger, batch)
@@ -93,7 +97,7 @@ def test_the_head_starts_from_its_seed_not_the_global_generator(tmp_path):
     """The tagger is built before the trainer seeds; its head must not depend on what ran before (reruns agree)."""
     config = _config(tmp_path)
     processor = build_processor(config)
-    model = build_model(config, processor, build_dataset(config))
+    model = build_model(config, processor, config.data)
     heads = []
     for global_seed in (1, 2):
         torch.manual_seed(global_seed)

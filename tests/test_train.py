@@ -97,9 +97,7 @@ def test_unknown_keys_and_nothing_to_train():
         ({"compression": "zip"}, "compression = 'zip' is not one of 'dense'"),
         ({"precision": "fp8"}, "precision = 'fp8' is not one of 'fp32', 'bf16'"),
         ({"schedule": [16, "nine"]}, "schedule[1]: Value 'nine' of type 'str' could not be converted to Integer"),
-        ({"data": {"answer": "emoji"}}, "data.answer = 'emoji' is not one of 'letter', 'text'"),
-        ({"data": {"num_frames": [16, 32.5]}}, "data.num_frames[1]: Value '32.5' of type 'float'"),
-        ({"data": {"num_frames": 16}}, "data.num_frames: Invalid value assigned"),
+        ({"data": {"answer": "emoji"}}, "data must be a training source (built from its _target_)"),
         ({"lr": -1.0}, "lr must be > 0"),
         ({"warmup_ratio": 2}, "warmup_ratio must be in [0, 1]"),
         ({}, "output_dir: Structured config of type `TrainConfig` has missing mandatory value: output_dir"),
@@ -112,8 +110,30 @@ def test_mistyped_or_out_of_range_fields_are_named(fields, message):
 
 
 def test_integers_are_accepted_for_float_fields():
-    cfg = TrainConfig.from_dict({"output_dir": "x", "lr": 1, "data": {"noise": 0}})
-    assert cfg.lr == 1.0 and isinstance(cfg.lr, float) and isinstance(cfg.data.noise, float)
+    cfg = TrainConfig.from_dict({"output_dir": "x", "lr": 1})
+    assert cfg.lr == 1.0 and isinstance(cfg.lr, float) and cfg.data.name == "synth"  # the default source
+
+
+def test_a_training_source_checks_its_values_and_conf_types_them():
+    from hydra.errors import ConfigCompositionException
+
+    from tests.test_run import compose_run
+    from xcomp.train.sources.jsonl import JsonlQAData
+    from xcomp.train.sources.synth import SynthQAData
+
+    for make, message in (
+        (lambda: SynthQAData(answer="emoji"), "data.answer = 'emoji' is not one of 'letter', 'text'"),
+        (lambda: SynthQAData(families=["needle", "colour"]), "unknown synthetic families ['colour']"),
+        (lambda: SynthQAData(fraction=0), "data.fraction must be in (0, 1]"),
+        (lambda: JsonlQAData(jsonl="q.jsonl", num_frames=[16, 32]), "one number for jsonl training data"),
+    ):
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            make()
+    for override, message in (("train.data.num_frames=[16,32.5]", "train.data.num_frames"),
+                               ("train.data.bogus=1", "train.data.bogus")):  # fmt: skip
+        with pytest.raises(ConfigCompositionException, match=re.escape(message)):
+            compose_run(Path("/unused"), "train=sct", override)
+    assert compose_run(Path("/unused"), "train=sct", "train.data.noise=0").train.data.noise == 0.0
 
 
 def test_two_process_ddp_equals_single_process_with_global_batch(tmp_path):
@@ -147,39 +167,38 @@ def test_two_process_ddp_equals_single_process_with_global_batch(tmp_path):
 
 def test_open_ended_share_and_a_curriculum_vocabulary_that_covers_every_family():
     require(TOKENIZER_DIR)
-    from xcomp.train.data import SynthQADataset
-    from xcomp.train.recipe import build_processor, vocab_for, vocabulary_texts
+    from xcomp.train.recipe import build_processor, vocab_for
+    from xcomp.train.sources.synth import SynthQAData
 
     stage = TrainConfig.from_dict(
         {
             "output_dir": "unused",
             "tokenizer": str(TOKENIZER_DIR),
-            "data": {"families": ["needle", "locate"], "num_samples": 40, "num_frames": [16], "span": 4,
-                     "open_ended": 0.25},
+            "data": SynthQAData(families=["needle", "locate"], num_samples=40, num_frames=[16], span=4,
+                                open_ended=0.25),
         }
     )
-    dataset = SynthQADataset(stage.data)
+    dataset = stage.data
     open_ended = [i for i in range(len(dataset)) if dataset.is_open_ended(i)]
     assert len(open_ended) == 10 and {i % 2 for i in open_ended} == {0, 1}  # a quarter, from both families
     sample = dataset[open_ended[0]]
     assert sample.options is None and sample.answer == dataset.case(open_ended[0]).record["answer_text"]
 
     processor = build_processor(stage)
-    later = TrainConfig.from_dict({**stage.to_dict(), "data": {"families": ["order", "count"], "num_samples": 40}})
-    covered = set(vocab_for(processor, vocabulary_texts(stage, dataset)))
-    assert set(vocab_for(processor, SynthQADataset(later.data).texts())) <= covered
-    assert not set(vocab_for(processor, SynthQADataset(later.data).texts())) <= set(vocab_for(processor, dataset.texts()))
+    later = SynthQAData(families=["order", "count"], num_samples=40, num_frames=[32])
+    covered = set(vocab_for(processor, dataset.vocabulary_texts()))
+    assert set(vocab_for(processor, later.texts())) <= covered
+    assert not set(vocab_for(processor, later.texts())) <= set(vocab_for(processor, dataset.texts()))
 
 
 def test_text_answers_keep_the_options_and_parse_back_to_the_letter():
     from dataclasses import replace
 
     from xcomp.model.processing import parse_choice
-    from xcomp.train.config import DataConfig
-    from xcomp.train.data import SynthQADataset
+    from xcomp.train.sources.synth import SynthQAData
 
-    data = DataConfig(families=["needle", "order", "count", "locate"], num_samples=8, num_frames=[32], span=2)
-    letters, texts = SynthQADataset(data), SynthQADataset(replace(data, answer="text"))
+    letters = SynthQAData(families=["needle", "order", "count", "locate"], num_samples=8, num_frames=[32], span=2)
+    texts = replace(letters, answer="text")
     for i in range(8):
         record = letters.case(i, render_frames=False).record
         letter, text = letters[i], texts[i]

@@ -55,7 +55,7 @@ METHODS = ("dense", "pre_pool", "uniform_drop", "lp_comp", "lp_comp+qc")
 """Benchmark rows; 'lp_comp+qc' scores all frames with QC-Comp and answers from the kept ones with LP-Comp."""
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 REAL_CONFIG = (
-    Path(__file__).resolve().parents[4] / "shared/reference/configs/videochat_flash_2b_res448.config.json"
+    Path(__file__).resolve().parents[3] / "shared/reference/configs/videochat_flash_2b_res448.config.json"
 )
 """The published VideoChat-Flash-2B config.json (next to the repository, as the tests expect it)."""
 PREFIX_TOKENS = 14

@@ -65,7 +65,7 @@ class EvalSuite:
         (indices of its questions in the suite, the questions, the decoded video), decoded by ``workers`` processes
         ahead of the model (two videos each; 0: in this process, when asked for)."""
         videos = _Videos(self, self.suite.by_video()[rank::world])
-        ahead = {"prefetch_factor": 2} if workers else {}
+        ahead = {"prefetch_factor": 2, "multiprocessing_context": _start_method()} if workers else {}
         return DataLoader(videos, batch_size=None, collate_fn=_as_is, num_workers=workers, **ahead)
 
 
@@ -83,3 +83,11 @@ class _Videos(Dataset):
 
 def _as_is(item):
     return item
+
+
+def _start_method() -> str:
+    """How decoding workers start: named, since a job run by a launcher's worker (joblib's loky) inherits a default
+    context that cannot start them; fork where the platform has it (the workers need no fresh interpreter)."""
+    import multiprocessing
+
+    return "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"

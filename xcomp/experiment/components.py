@@ -15,10 +15,11 @@ NOT_CONFIGURED = ("progress",)
 
 
 def build(node, **kwargs):
-    """Hydra's `instantiate`, with a component's own rejection of a value (an `XCompError`) raised as itself, so
-    that it reaches the user as one line rather than inside Hydra's wrapper."""
+    """Hydra's `instantiate` (lists and mappings given to the component as plain Python ones), with a component's
+    own rejection of a value (an `XCompError`) raised as itself, so that it reaches the user as one line rather than
+    inside Hydra's wrapper."""
     try:
-        return instantiate(node, **kwargs)
+        return instantiate(node, _convert_="all", **kwargs)
     except InstantiationException as error:
         if isinstance(error.__cause__, XCompError):
             raise error.__cause__ from None

@@ -89,7 +89,7 @@ def check(cfg: DictConfig) -> None:
         raise ConfigError(f"val.n must be >= 1 question per family, got {cfg.val.n}")
     if "seed" in cfg.data:  # a generated suite: a case is seeded by (seed, family, index)
         seeds = {"data.seed": cfg.data.seed}
-        if cfg.train is not None and cfg.train.data.source == "synth":
+        if cfg.train is not None and "seed" in cfg.train.data:
             seeds["train.data.seed"] = cfg.train.data.seed
         if validates:
             seeds["val.seed"] = cfg.val.seed

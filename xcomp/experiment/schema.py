@@ -19,6 +19,7 @@ from xcomp.data.source import all_sources
 from xcomp.experiment.components import source_schema
 from xcomp.reporting.verdict import Claim
 from xcomp.train.config import TrainConfig, TrainerConfig
+from xcomp.train.sources.source import all_train_sources
 
 
 @dataclass
@@ -209,6 +210,8 @@ def register() -> None:
     cs.store(group="model", name="model_schema", node=ModelConfig)
     for name, source in all_sources().items():
         cs.store(group="data", name=f"{name}_schema", node=source_schema(source))
+    for name, source in all_train_sources().items():
+        cs.store(group="train/data", name=f"{name}_schema", node=source_schema(source))
     cs.store(group="logger", name="logger_schema", node=LoggerConfig)
     cs.store(group="report", name="report_schema", node=ReportConfig)
     cs.store(group="train", name="train_schema", node=TrainConfig)

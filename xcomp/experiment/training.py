@@ -28,9 +28,12 @@ class JobRunLogger(MLFlowLogger):
 def train_config(cfg: DictConfig, job_key: str) -> TrainConfig:
     """The job's `TrainConfig` (checked), in ``train.output_dir`` when given (a recipe's stages name theirs, so the
     next stage can start from it), else in a folder named by the job's fingerprint."""
+    from xcomp.experiment.components import build
+
     settings = OmegaConf.to_container(cfg.train, resolve=True)
     if OmegaConf.is_missing(cfg.train, "output_dir"):
         settings["output_dir"] = str(Path(cfg.paths.train) / job_key)
+    settings["data"] = build(cfg.train.data)
     return TrainConfig.from_dict(settings, where="train")
 
 

@@ -5,45 +5,11 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Any
 
 from xcomp.errors import ConfigError
 from xcomp.structured import load_structured
-
-
-@dataclass
-class DataConfig:
-    """Where training samples come from."""
-
-    source: str = "synth"
-    """'synth': generate synthetic QA on the fly (deterministic per index); 'jsonl': read an `xcomp synth` JSONL."""
-    jsonl: str | None = None
-    """Path of the JSONL file (source='jsonl'); video paths inside are relative to it."""
-    families: list[str] = field(default_factory=lambda: ["needle", "order", "count", "locate"])
-    """Synthetic task families to mix (source='synth')."""
-    num_samples: int = 2000
-    """Size of the synthetic training set (source='synth')."""
-    fraction: float = 1.0
-    """Use only this leading fraction of the samples (SCT trains on a small slice of the base data)."""
-    num_frames: list[int] = field(default_factory=lambda: [32])
-    """Frames per video (multiples of the model's clip length); several give synthetic videos of each length in
-    turn, so that a model learns where things are relative to the video rather than to a fixed frame count
-    (source='jsonl': exactly one)."""
-    image_size: int = 64
-    """Frame side after resizing (must equal the vision tower's image_size)."""
-    span: int = 2
-    """Frames each synthetic event stays visible (source='synth')."""
-    noise: float = 0.3
-    """Synthetic distractor level 0-1 (source='synth')."""
-    open_ended: float = 0.0
-    """Fraction of synthetic samples asked without options, answered with the option text (source='synth'):
-    direct supervision of what is seen, which a model trained from scratch needs before it can pick letters."""
-    answer: str = "letter"
-    """Target of a multiple-choice sample: the option letter (as published models answer) or the option's text,
-    which a small model trained from scratch learns far faster (reading what it sees, with no lookup of which
-    letter goes with it); `parse_choice` maps a text answer back to its letter (source='synth')."""
-    seed: int = 0
-    """Seed of the synthetic generator (sample i uses seed + i)."""
 
 
 @dataclass
@@ -69,8 +35,9 @@ class TrainConfig:
     """Width of the LLM and vision tower of a fresh tiny model (init='tiny')."""
     tiny_patch_size: int = 8
     """Vision patch size of a fresh tiny model (16 -> 16 patches per 64 px frame)."""
-    data: DataConfig = field(default_factory=DataConfig)
-    """Training data."""
+    data: Any = None
+    """The training samples: a `xcomp.train.sources.source.TrainSource` (the train group's `data` node, built
+    from its `_target_`); None: synthetic data with its defaults."""
     steps: int = 200
     """Optimiser steps (each consumes batch_size * grad_accum samples per process)."""
     batch_size: int = 4
@@ -112,18 +79,26 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, raw: dict, where: str = "config") -> TrainConfig:
-        config = load_structured(cls, raw, where)
+        """The config of ``raw``, whose ``data`` is a built `TrainSource` (or absent)."""
+        from xcomp.train.sources.source import TrainSource
+
+        data = raw.get("data") if isinstance(raw, dict) else None
+        if data is not None and not isinstance(data, TrainSource):
+            raise ConfigError(f"{where}: data must be a training source (built from its _target_), got {data!r}")
+        config = load_structured(cls, {k: v for k, v in raw.items() if k != "data"}, where)
+        config.data = data
         config.validate()
         return config
 
     def validate(self) -> None:
         from xcomp.compression.compressors import COMPRESSORS
+        from xcomp.train.sources.synth import SynthQAData
 
+        if self.data is None:
+            self.data = SynthQAData()
         for key, value, allowed in (
             ("objective", self.objective, ("answer", "frame_tags")),
             ("precision", self.precision, ("fp32", "bf16")),
-            ("data.source", self.data.source, ("synth", "jsonl")),
-            ("data.answer", self.data.answer, ("letter", "text")),
         ):
             if value not in allowed:
                 raise ConfigError(f"{key} = {value!r} is not one of {', '.join(repr(a) for a in allowed)}")
@@ -132,12 +107,6 @@ class TrainConfig:
             raise ConfigError(f"compression = {self.compression!r} is not one of {names}")
         if self.steps < 1 or self.batch_size < 1 or self.grad_accum < 1:
             raise ConfigError("steps, batch_size and grad_accum must be >= 1")
-        if not self.data.num_frames or min(self.data.num_frames) < 1:
-            raise ConfigError(f"data.num_frames must be one or more numbers >= 1, got {self.data.num_frames}")
-        if self.data.source == "jsonl" and len(self.data.num_frames) != 1:
-            raise ConfigError("data.num_frames must be one number for source = 'jsonl'")
-        if not 0 < self.data.fraction <= 1:
-            raise ConfigError("data.fraction must be in (0, 1]")
         if self.lr <= 0 or self.weight_decay < 0 or self.max_grad_norm < 0:
             raise ConfigError("lr must be > 0, weight_decay and max_grad_norm >= 0")
         if not 0 <= self.warmup_ratio <= 1:
@@ -146,22 +115,18 @@ class TrainConfig:
             raise ConfigError(f"answer_frames must be >= 1, got {self.answer_frames}")
         if self.val_every < 0:
             raise ConfigError(f"val_every must be >= 0 (0: no validation), got {self.val_every}")
-        if min(self.save_every, self.log_every, self.keep_checkpoints, self.data.num_samples) < 1:
-            raise ConfigError("save_every, log_every, keep_checkpoints and data.num_samples must be >= 1")
-        if not (0 <= self.data.noise <= 1 and 0 <= self.data.open_ended <= 1):
-            raise ConfigError("data.noise and data.open_ended must be in [0, 1]")
+        if min(self.save_every, self.log_every, self.keep_checkpoints) < 1:
+            raise ConfigError("save_every, log_every and keep_checkpoints must be >= 1")
         if not (self.train_vision or self.train_projector or self.train_llm):
             raise ConfigError("nothing to train: enable train_vision, train_projector or train_llm")
         if self.objective == "frame_tags":
-            if self.data.source != "synth":
-                raise ConfigError("objective = 'frame_tags' needs data.source = 'synth' (labels come from the events)")
+            self.data.check_frame_tags()
             if not (self.train_vision or self.train_projector):
                 raise ConfigError("objective = 'frame_tags' trains the vision tower and projector; enable one")
-            if self.data.noise != 0:
-                raise ConfigError("objective = 'frame_tags' needs data.noise = 0 (decoy objects carry no tags)")
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """The settings as JSON-able data (the source as its `record`)."""
+        return {**dataclasses.asdict(dataclasses.replace(self, data=None)), "data": self.data.record()}
 
 
 @dataclass

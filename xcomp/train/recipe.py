@@ -14,7 +14,6 @@ from xcomp.model.convert import load_model
 from xcomp.model.modeling import XCompForCausalLM
 from xcomp.model.processing import XCompProcessor, build_prompt
 from xcomp.train.config import TrainConfig, TrainerConfig
-from xcomp.train.data import JsonlQADataset
 from xcomp.train.fit import fit
 
 
@@ -32,34 +31,6 @@ def vocab_for(processor: XCompProcessor, texts: Iterable[tuple[str, Sequence[str
     for text in ["0123456789", " 0 1 2 3 4 5 6 7 8 9 .", "<|im_end|>", "<|endoftext|>"]:
         ids.update(tok(text, add_special_tokens=False)["input_ids"])
     return sorted(ids)
-
-
-def vocabulary_texts(config: TrainConfig, dataset) -> Iterable[tuple[str, Sequence[str] | None, str]]:
-    """Texts a fresh model's compact vocabulary must cover: for synthetic data, those of *every* family in
-    both formats and at every count (so that a model trained on a few families can be tuned or asked on all
-    of them; 4,000 cases draw every word of the templates), else the dataset's own."""
-    if config.data.source != "synth":
-        return dataset.texts()
-    from dataclasses import replace
-
-    from xcomp.synth.generate import FAMILIES
-    from xcomp.train.data import SynthQADataset
-
-    every = replace(
-        config.data, families=list(FAMILIES), open_ended=1.0, fraction=1.0, span=1, num_frames=[64], num_samples=4000
-    )
-    return SynthQADataset(every).texts()
-
-
-def build_dataset(config: TrainConfig) -> torch.utils.data.Dataset:
-    data = config.data
-    if data.source == "jsonl":
-        if not data.jsonl:
-            raise ConfigError("data.source = 'jsonl' needs data.jsonl")
-        return JsonlQADataset(data.jsonl, data.num_frames[0], data.image_size, data.fraction)
-    from xcomp.train.data import SynthQADataset
-
-    return SynthQADataset(data)
 
 
 def build_processor(config: TrainConfig) -> XCompProcessor:
@@ -88,7 +59,7 @@ def build_model(
             num_layers=config.tiny_layers,
             hidden_size=config.tiny_hidden_size,
             patch_size=config.tiny_patch_size,
-            vocab_subset=vocab_for(processor, vocabulary_texts(config, dataset)),
+            vocab_subset=vocab_for(processor, dataset.vocabulary_texts()),
             video_token_id=processor.video_token_id,
             **{"compression": "dense", **fields},
         )
@@ -109,7 +80,7 @@ def run(
     """Train per `config` (compression ``fields`` as in `build_model`; Lightning ``loggers``, ``trainer`` settings,
     ``progress`` bar and validation/test ``evaluation`` as in `fit`); returns the final model folder."""
     processor = build_processor(config)
-    dataset = build_dataset(config)
+    dataset = config.data
     model = build_model(config, processor, dataset, fields)
     if config.objective == "frame_tags":
         from xcomp.train.frame_tags import FrameTagCollator, FrameTagDataset, FrameTagger
