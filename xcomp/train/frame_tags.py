@@ -112,7 +112,7 @@ class FrameTagger(nn.Module):
 
 
 class FrameTagDataset(torch.utils.data.Dataset):
-    """The synthetic videos of a `SynthQADataset`, with per-frame attribute labels instead of questions."""
+    """The synthetic videos of a `SynthQAData` source, with per-frame attribute labels instead of questions."""
 
     def __init__(self, qa_dataset):
         self.qa = qa_dataset
