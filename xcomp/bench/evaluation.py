@@ -109,15 +109,16 @@ def compare(args: argparse.Namespace) -> int:
         print(f"suite: {args.videos} videos x {args.questions} questions = {n}, {args.frames} frames of {size} px; "
               f"shape {args.shape}, {args.device} {args.dtype} {args.attn}, {args.threads} thread(s)")  # fmt: skip
         results = {}
+        arm_list = [a for a in ARMS if args.arms == "both" or (a[2] is None) == (args.arms == "all")]
         for mode, reuse in (("reference", False), ("reuse", True)):
             cache = FeatureCache(Path(scratch) / f"features-{mode}", 2**40) if reuse else None
-            for option, compressor, seg_len in ARMS:
+            for option, compressor, seg_len in arm_list:
                 records, seconds = run_arm(arms, compressor, seg_len, eval_suite, reuse, cache)
                 results[(mode, option, seg_len)] = (records, seconds)
                 print(f"  {mode:>9} {arm_name(option, seg_len)}: {seconds / n:.3f} s/question", flush=True)
     print("\n| arm | reference s/question | reuse s/question | speed-up | same answers |\n|---|---|---|---|---|")
     same_all = True
-    for option, _, seg_len in ARMS:
+    for option, _, seg_len in arm_list:
         ref, ref_s = results[("reference", option, seg_len)]
         new, new_s = results[("reuse", option, seg_len)]
         same = [(r.prediction, list(r.kept_frames), r.text) for r in ref] == [
@@ -125,7 +126,7 @@ def compare(args: argparse.Namespace) -> int:
         ]
         same_all &= same
         print(f"| {arm_name(option, seg_len)} | {ref_s / n:.3f} | {new_s / n:.3f} | {ref_s / new_s:.1f}x | {same} |")
-    for mode in ("reference", "reuse"):
+    for mode in ("reference", "reuse") if args.arms != "all" else ():
         times = [results[(mode, option, seg_len)][1] for option, _, seg_len in ARMS[:4]]
         print(f"{mode}: the card's sweep {sum(times):.1f} s = {sum(times) / times[0]:.2f}x its first job "
               f"({times[0]:.1f} s)")  # fmt: skip
@@ -171,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where the model runs")
     parser.add_argument("--dtype", choices=list(DTYPES), default="fp32", help="weights and activations")
     parser.add_argument("--attn", choices=["sdpa", "eager", "flash_attention_2"], default="sdpa", help="kernel")
+    parser.add_argument("--arms", choices=["both", "card", "all"], default="both",
+                        help="the card's four QC-Comp arms, the two select=all arms, or both")  # fmt: skip
     parser.add_argument("--rss", type=int, nargs="+", help="measure peak RSS over suites of these many videos")
     parser.add_argument("--child-rss", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
