@@ -10,8 +10,10 @@ every process holds the same records and metrics (rank 0 logs them).
 
 from __future__ import annotations
 
+import logging
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import lightning as L
@@ -138,6 +140,10 @@ def test(
     the records and metrics (with the feature cache's hits and misses) are left in ``evaluation``."""
     if trainer is None:
         from lightning.fabric.plugins.environments import TorchElasticEnvironment
+
+        # Lightning logs its device summary and tips at INFO on every Trainer; a job keeps its warnings only.
+        logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+        warnings.filterwarnings("ignore", message=r".*LeafSpec.* is deprecated")  # inside Lightning's own pytree use
 
         world = TorchElasticEnvironment().world_size() if TorchElasticEnvironment.detect() else 1
         local = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
