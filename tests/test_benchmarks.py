@@ -79,7 +79,10 @@ def test_each_format_is_read_with_its_quirks(tmp_path):
         ("mlvu", lambda files: files["4_count"][1].update(answer="purple"), "4_count.json: row 2: answer:"),
         ("longvideobench", lambda rows: rows[0].update(correct_choice=4), "row 1: correct_choice: 4 is not the index"),
         ("egoschema", lambda rows: rows[1].update(answer=7), "row 2: answer: 7 is not an option index 0-4"),
-        ("egoschema", lambda rows: rows[3].update(question_idx="q0"), "question id 'q0' appears twice"),
+        ("egoschema", lambda rows: rows[3].update(question_idx="q0"), "row 4: id: 'q0' appears twice (first at"),
+        ("videomme", lambda rows: rows[1].update(question_id=None), "row 2: question_id: expected an id"),
+        ("mlvu", lambda files: files["1_plotQA"][0].update(candidates=["red", "red", "blue"]),
+         "1_plotQA.json: row 1: answer: 'red' matches 2 options"),
     ],
 )
 def test_a_row_that_does_not_fit_its_schema_names_the_file_row_and_field(tmp_path, name, edit, message):
@@ -236,3 +239,35 @@ def test_the_synthetic_suite_can_have_the_lvbench_shape(tmp_path):
     (record,) = all_runs(tmp_path)
     m = record.data.metrics
     assert (m["questions"], m["videos"]) == (6, 2) and "accuracy_se_cluster" in m
+
+
+def test_more_bad_input_is_one_line(tmp_path, capsys):
+    """A folder where a file is expected, text that is not UTF-8, `data check` on a generated suite, more processes
+    than videos, and a broken video decoded by a worker process: each one line naming what is wrong."""
+    from xcomp.cli import main
+    from xcomp.errors import ConfigError, XCompError
+
+    annotations, videos = files.videomme(tmp_path / "mme")
+    with pytest.raises(ConfigError, match="is a file"):
+        source_class("videomme")(annotations=str(annotations.parent), videos=str(videos)).suite()
+    latin = tmp_path / "latin.json"
+    latin.write_bytes('[{"question": "caf\xe9"}]'.encode("latin-1"))
+    with pytest.raises(DataError, match="latin.json: not UTF-8"):
+        source_class("lvbench")(annotations=str(latin), videos=str(videos)).suite()
+    assert main(["data", "check", "synth", "--annotations", "x", "--videos", "y"]) == 1
+    assert capsys.readouterr().err.startswith("error: synth is not read from a benchmark's files; data check takes")
+
+    from xcomp.evaluation.suite import EvalSuite, frame_sampling
+
+    source = source_class("videomme")(annotations=str(annotations), videos=str(videos))
+    suite = EvalSuite(source, source.suite(), *frame_sampling(source, 4, 64, 4))
+    assert suite.num_frames is None and suite.sampling.max_frames == 4  # fps sampling never above `frames`
+    with pytest.raises(XCompError, match="2 videos for 3 processes"):
+        suite.loader(0, 3)
+
+    (videos / "yt_a.mp4").write_bytes(b"not a video" * 100)
+    settings = [f"data.annotations={annotations}", f"data.videos={videos}", "eval.workers=1", *TINY]
+    with pytest.raises(SystemExit):
+        run_job(compose_run(tmp_path, "data=videomme", *settings))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "yt_a.mp4" in err[0] and "Caught" not in err[0], err

@@ -315,8 +315,12 @@ class XCompPipeline:
         param = next(self.model.parameters())
         cache, key, features = self.feature_cache, None, None
         if cache is not None:
-            attention = self.model.config._attn_implementation
-            key = cache.key(cache.digest(inner.vision_tower), video, self.processor.image_size, param.dtype, attention)
+            config = self.model.config
+            settings = {
+                "image_size": self.processor.image_size, "dtype": str(param.dtype),
+                "attention": config._attn_implementation, "tokens_per_frame": config.tokens_per_frame, "clip": clip,
+            }  # fmt: skip
+            key = cache.key(cache.digest(inner.vision_tower), video, settings)
             features = cache.load(key) if key is not None else None
         if features is None:
             chunks = []

@@ -20,9 +20,11 @@ class BenchmarkSource(QASource):
 
     extensions: ClassVar[tuple[str, ...]] = (".mp4",)
     """File extensions a video id is tried with, in order (then the id itself: a file or a frame folder)."""
+    folder: ClassVar[bool] = False
+    """Whether its annotations are a folder of files."""
 
     annotations: str = ""
-    """The annotation file, or the folder of them, as the benchmark distributes it."""
+    """The annotation file as the benchmark distributes it (MLVU: the folder of its task files)."""
     videos: str = ""
     """The folder the benchmark's videos (or frame folders) were downloaded to."""
     missing: str = "error"
@@ -40,6 +42,8 @@ class BenchmarkSource(QASource):
         path = Path(self.annotations)
         if not path.exists():
             raise ConfigError(f"annotations not found: {path}")
+        if path.is_dir() and not self.folder:
+            raise ConfigError(f"data.annotations of {self.name} is a file (its annotation file), not the folder {path}")
         return self.parse(path)
 
     def parse(self, path: Path) -> list[Question]:

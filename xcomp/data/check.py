@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from collections import Counter
 
-from xcomp.data.source import QASource, grouped, source_class
+from xcomp.data.benchmark import BenchmarkSource
+from xcomp.data.source import QASource, all_sources, grouped, source_class
+from xcomp.errors import ConfigError
 
 SHOWN_MISSING = 5
 """Missing video ids named."""
@@ -38,7 +40,11 @@ def facts(source: QASource) -> tuple[list[tuple[str, str]], int]:
 
 def check(name: str, annotations: str, videos: str, allow_missing: bool = False) -> int:
     """Print the facts of benchmark ``name``; 1 when videos are missing (unless ``allow_missing``), else 0."""
-    source = source_class(name)(annotations=annotations, videos=videos, missing="skip")
+    cls = source_class(name)
+    if not issubclass(cls, BenchmarkSource):
+        benchmarks = ", ".join(n for n, c in all_sources().items() if issubclass(c, BenchmarkSource))
+        raise ConfigError(f"{name} is not read from a benchmark's files; data check takes {benchmarks}")
+    source = cls(annotations=annotations, videos=videos, missing="skip")
     lines, missing = facts(source)
     for key, value in lines:
         print(f"{key}: {value}")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from xcomp.data.benchmark import BenchmarkSource
 from xcomp.data.files import read_rows
-from xcomp.data.source import Question, checked_options, checked_text, letter_of
+from xcomp.data.source import Question, checked_id, checked_options, checked_text, letter_of, origin
 from xcomp.model.processing import MC_INSTRUCTION, QuestionFormat
 
 LABEL = re.compile(r"^([A-J])\.\s*")
@@ -39,7 +39,9 @@ class EgoSchema(BenchmarkSource):
                 answer = int(answer)
             letter = letter_of(answer, len(options), (path, number, "answer"))
             video = checked_text(row.get("video_idx"), (path, number, "video_idx"))
-            qid = str(row.get("question_idx", video))
+            given = row.get("question_idx")
+            qid = checked_id(given, (path, number, "question_idx")) if given is not None else video
             question = checked_text(row.get("question"), (path, number, "question"))
-            questions.append(Question(qid, video, question, [LABEL.sub("", o) for o in options], letter, {}))
+            texts = [LABEL.sub("", o) for o in options]
+            questions.append(Question(qid, video, question, texts, letter, {}, origin(path, number)))
         return questions

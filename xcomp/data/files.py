@@ -23,7 +23,10 @@ def read_rows(path: str | Path) -> list[dict[str, Any]]:
         raise ConfigError(f"annotation file not found: {path}")
     if path.suffix == ".parquet":
         return _parquet_rows(path)
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise DataError(f"{path.name}: not UTF-8 text (byte {error.start}); expected JSON, JSON Lines or parquet") from None
     stripped = text.lstrip()
     if stripped.startswith("["):
         try:

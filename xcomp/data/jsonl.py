@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from xcomp.data.source import QASource, Question, checked_letter, checked_options
+from xcomp.data.source import QASource, Question, checked_letter, checked_options, origin
 from xcomp.errors import ConfigError
 from xcomp.model.processing import QuestionFormat
 
@@ -46,7 +46,9 @@ class XCompSuite(QASource):
             options = checked_options(row["options"], (path, number, "options"))
             answer = checked_letter(row["answer"], len(options), (path, number, "answer"))
             meta = {k: row[k] for k in META_KEYS if k in row}
-            questions.append(Question(str(row["id"]), str(row["video"]), row["question"], options, answer, meta))
+            questions.append(
+                Question(str(row["id"]), str(row["video"]), row["question"], options, answer, meta, origin(path, number))
+            )
         return questions
 
     def locate(self, questions: Sequence[Question]) -> dict[str, Path | None]:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from xcomp.data.benchmark import BenchmarkSource
 from xcomp.data.files import read_rows
-from xcomp.data.source import Question, checked_options, checked_text, letter_of, row_error
+from xcomp.data.source import Question, checked_id, checked_options, checked_text, letter_of, origin, row_error
 from xcomp.model.processing import MC_INSTRUCTION, QuestionFormat
 
 UNUSED = "N/A"
@@ -62,12 +62,13 @@ class LongVideoBench(BenchmarkSource):
             }
             questions.append(
                 Question(
-                    checked_text(str(row.get("id", "")), (path, number, "id")),
+                    checked_id(row.get("id"), (path, number, "id")),
                     checked_text(row.get("video_id"), (path, number, "video_id")),
                     checked_text(row.get("question"), (path, number, "question")),
                     options,
                     letter,
                     meta,
+                    origin(path, number),
                 )
             )
         return questions

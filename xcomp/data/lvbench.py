@@ -19,7 +19,16 @@ from pathlib import Path
 
 from xcomp.data.benchmark import BenchmarkSource
 from xcomp.data.files import read_rows
-from xcomp.data.source import Question, checked_letter, checked_options, checked_text, row_error
+from xcomp.data.source import (
+    Question,
+    answer_letter,
+    checked_id,
+    checked_letter,
+    checked_options,
+    checked_text,
+    origin,
+    row_error,
+)
 from xcomp.model.processing import MC_INSTRUCTION, QuestionFormat
 
 LABEL = re.compile(r"^\(([A-J])\)\s*")
@@ -64,19 +73,17 @@ class LVBench(BenchmarkSource):
         options = checked_options(row.get("candidates"), (path, number, "candidates"))
         texts = [LABEL.sub("", o) for o in options]
         answer = row.get("answer")
-        if answer in options:
-            letter = chr(ord("A") + options.index(answer))
-        elif isinstance(answer, str) and answer.strip() in texts:
-            letter = chr(ord("A") + texts.index(answer.strip()))
-        else:
-            raise row_error(path, number, "answer", f"{answer!r} is not among the candidates")
+        full = isinstance(answer, str) and answer.strip() in options  # "(D) 1633", as the fork writes it
+        letter = answer_letter(answer, options if full else texts, (path, number, "answer"))
         meta = {
             "question_type": _types(row.get("question_type"), (path, number, "question_type")),
             "type": str(row.get("type", "")),
             "time_reference": row.get("time_reference"),
         }
-        qid = str(row.get("uid", row.get("id", f"{video}#{number}")))
-        return Question(qid, video, checked_text(row.get("question"), (path, number, "question")), texts, letter, meta)
+        given = row.get("uid", row.get("id"))
+        qid = checked_id(given, (path, number, "uid")) if given is not None else f"{video}#{number}"
+        question = checked_text(row.get("question"), (path, number, "question"))
+        return Question(qid, video, question, texts, letter, meta, origin(path, number))
 
     def _video_line(self, path: Path, number: int, row: dict) -> list[Question]:
         video = checked_text(row.get("key"), (path, number, "key"))
@@ -94,6 +101,6 @@ class LVBench(BenchmarkSource):
                 "type": str(row.get("type", "")),
                 "time_reference": qa.get("time_reference"),
             }
-            qid = str(qa.get("uid", f"{video}#{k}"))
-            questions.append(Question(qid, video, stem.strip(), options, letter, meta))
+            qid = checked_id(qa["uid"], (path, where, "uid")) if "uid" in qa else f"{video}#{k}"
+            questions.append(Question(qid, video, stem.strip(), options, letter, meta, origin(path, where)))
         return questions

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from xcomp.data.benchmark import BenchmarkSource
 from xcomp.data.files import read_rows
-from xcomp.data.source import DataError, Question, checked_options, checked_text, row_error
+from xcomp.data.source import DataError, Question, answer_letter, checked_options, checked_text, origin
 from xcomp.model.processing import MC_INSTRUCTION, QuestionFormat
 
 TASKS = ("plotQA", "needle", "ego", "count", "order", "anomaly_reco", "topic_reasoning")
@@ -29,6 +29,7 @@ class MLVU(BenchmarkSource):
     name = "mlvu"
     breakdowns = ("question_type",)
     macro = "question_type"
+    folder = True
 
     def formats(self) -> dict[str, QuestionFormat]:
         """VideoChat-Flash's fork (tasks/mlvu_mc/utils.py: 'Question:' with no space, 'Option:', ``(A) ``
@@ -54,9 +55,7 @@ class MLVU(BenchmarkSource):
         for file in files:
             for number, row in enumerate(read_rows(file), 1):
                 options = checked_options(row.get("candidates"), (file, number, "candidates"))
-                answer = row.get("answer")
-                if not isinstance(answer, str) or answer.strip() not in options:
-                    raise row_error(file, number, "answer", f"{answer!r} is not among the candidates")
+                letter = answer_letter(row.get("answer"), options, (file, number, "answer"))
                 task = checked_text(row.get("question_type"), (file, number, "question_type"))
                 meta = {"question_type": task, "duration": row.get("duration"), "file": file.stem}
                 questions.append(
@@ -65,8 +64,9 @@ class MLVU(BenchmarkSource):
                         checked_text(row.get("video"), (file, number, "video")),
                         checked_text(row.get("question"), (file, number, "question")),
                         options,
-                        chr(ord("A") + options.index(answer.strip())),
+                        letter,
                         meta,
+                        origin(file, number),
                     )
                 )
         return questions

@@ -58,6 +58,8 @@ class Question:
     """The correct option's letter."""
     meta: dict[str, Any] = field(default_factory=dict)
     """The benchmark's own fields (breakdown values, durations, …), carried into predictions.jsonl."""
+    origin: str = ""
+    """Where it was read: ``file: row N`` (for messages about it)."""
 
 
 @dataclass
@@ -160,12 +162,13 @@ class QASource:
 
 def grouped(questions: Sequence[Question]) -> list[Question]:
     """Questions grouped by video in order of each video's first question, ids checked unique."""
-    seen: set[str] = set()
+    seen: dict[str, Question] = {}
     groups: dict[str, list[Question]] = {}
     for q in questions:
         if q.id in seen:
-            raise DataError(f"question id {q.id!r} appears twice")
-        seen.add(q.id)
+            first = f" (first at {seen[q.id].origin})" if seen[q.id].origin else ""
+            raise DataError(f"{q.origin or 'question'}: id: {q.id!r} appears twice{first}")
+        seen[q.id] = q
         groups.setdefault(q.video, []).append(q)
     return [q for group in groups.values() for q in group]
 
@@ -199,6 +202,27 @@ def checked_letter(letter: Any, count: int, where: tuple[str | Path, int | str, 
     if not isinstance(letter, str) or letter.strip().upper() not in OPTION_LETTERS[:count]:
         raise row_error(*where, f"{letter!r} is not one of the letters {OPTION_LETTERS[:count]}")
     return letter.strip().upper()
+
+
+def checked_id(value: Any, where: tuple[str | Path, int | str, str]) -> str:
+    """An id (a non-empty string or an integer) as a string, or a row error at ``where``."""
+    if isinstance(value, bool) or not isinstance(value, str | int) or not str(value).strip():
+        raise row_error(*where, f"expected an id (text or a number), got {_short(value)}")
+    return str(value).strip()
+
+
+def answer_letter(answer: Any, options: list[str], where: tuple[str | Path, int | str, str]) -> str:
+    """The letter of the one option whose text is ``answer``, or a row error at ``where`` (none, or several)."""
+    matches = [i for i, o in enumerate(options) if isinstance(answer, str) and o == answer.strip()]
+    if len(matches) != 1:
+        problem = "is not among the options" if not matches else f"matches {len(matches)} options"
+        raise row_error(*where, f"{_short(answer)} {problem}")
+    return OPTION_LETTERS[matches[0]]
+
+
+def origin(path: str | Path, row: int | str) -> str:
+    """``file: row N``, as `Question.origin`."""
+    return f"{Path(path).name}: row {row}"
 
 
 def checked_text(value: Any, where: tuple[str | Path, int | str, str]) -> str:

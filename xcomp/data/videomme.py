@@ -12,7 +12,7 @@ from pathlib import Path
 
 from xcomp.data.benchmark import BenchmarkSource
 from xcomp.data.files import read_rows
-from xcomp.data.source import Question, checked_letter, checked_options, checked_text, row_error
+from xcomp.data.source import Question, checked_id, checked_letter, checked_options, checked_text, origin, row_error
 from xcomp.model.processing import MC_INSTRUCTION, QuestionFormat
 
 LABEL = re.compile(r"^([A-J])\.\s*")
@@ -58,12 +58,13 @@ class VideoMME(BenchmarkSource):
             meta = {k: str(row.get(k, "")) for k in ("duration", "domain", "sub_category", "task_type")}
             questions.append(
                 Question(
-                    checked_text(str(row.get("question_id", "")), (path, number, "question_id")),
+                    checked_id(row.get("question_id"), (path, number, "question_id")),
                     checked_text(row.get("videoID"), (path, number, "videoID")),
                     checked_text(row.get("question"), (path, number, "question")),
                     [LABEL.sub("", o) for o in options],
                     letter,
                     meta,
+                    origin(path, number),
                 )
             )
         return questions

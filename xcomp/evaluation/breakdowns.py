@@ -45,9 +45,9 @@ def by_value(records: Sequence[Record], field: str) -> dict[str, list[Record]]:
     groups: dict[str, list[Record]] = defaultdict(list)
     for r in records:
         value = r.meta.get(field)
-        for v in value if isinstance(value, list) else [value]:
-            if v is not None and v != "":
-                groups[safe_key(v)].append(r)
+        keys = {safe_key(v) for v in (value if isinstance(value, list) else [value]) if v is not None and v != ""}
+        for key in keys:  # once per value, however often the list names it
+            groups[key].append(r)
     return dict(sorted(groups.items()))
 
 

@@ -4,17 +4,20 @@ the projector's MLP (which SCT trains).
 That part is over 90 % of an answer's FLOPs on the VideoChat-Flash-2B shape and depends neither on the question nor
 on the compression arm, so the arms of a sweep, its reruns, a search's trials and a tuned model beside its base can
 share it. An entry is keyed by everything the features depend on: a digest of the tower's weights, the video
-file's identity (path, size, modification time), the sampled frame indices, the image size, the dtype and the
-attention kernel. Entries are safetensors files written to a temporary name and renamed into place (a reader sees
+file's identity (path, size, modification time), the sampled frame indices, the settings of the model's vision
+path (image size, dtype, attention kernel, ToMe's tokens per frame and clip length) and the cache's `context`
+(the job's video decoder). Entries are safetensors files written to a temporary name and renamed into place (a reader sees
 a whole entry or none, and two jobs filling the same entry each write a whole one); an entry that cannot be read is
 deleted and recomputed; past `max_bytes` the least recently used entries are deleted.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import tempfile
+import weakref
 from pathlib import Path
 
 import torch
@@ -49,29 +52,32 @@ def video_identity(video: Video) -> dict | None:
 class FeatureCache:
     """Merged vision-tower tokens on disk, keyed by what they depend on; counts its hits and misses."""
 
-    def __init__(self, folder: str | Path, max_bytes: int):
+    def __init__(self, folder: str | Path, max_bytes: int, context: dict | None = None):
         self.folder = Path(folder)
         self.max_bytes = max_bytes
+        self.context = dict(context or {})
+        """What else the frames depend on, mixed into every key (a job's video decoder)."""
         self.hits = self.misses = 0
-        self._digests: dict[int, tuple[tuple[int, ...], str]] = {}
+        self._digests: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
     def digest(self, tower: torch.nn.Module) -> str:
         """`weights_digest` of ``tower``, computed again only when one of its tensors was modified in place since
         (a tower that trains gets new entries; a frozen one keeps its digest)."""
         versions = tuple(t._version for t in tower.state_dict().values())
-        known = self._digests.get(id(tower))
+        known = self._digests.get(tower)
         if known is None or known[0] != versions:
-            self._digests[id(tower)] = (versions, weights_digest(tower))
-        return self._digests[id(tower)][1]
+            self._digests[tower] = (versions, weights_digest(tower))
+        return self._digests[tower][1]
 
-    def key(self, tower_digest: str, video: Video, image_size: int, dtype: torch.dtype, attention: str) -> str | None:
-        """The entry of ``video``'s sampled frames, or None when the frames have no file to be identified by."""
+    def key(self, tower_digest: str, video: Video, settings: dict) -> str | None:
+        """The entry of ``video``'s sampled frames through a tower with that digest and a vision path with these
+        ``settings``, or None when the frames have no file to be identified by."""
         identity = video_identity(video)
         if identity is None:
             return None
         return fingerprint({
-            "tower": tower_digest, "video": identity, "indices": [int(i) for i in video.indices],
-            "image_size": image_size, "dtype": str(dtype), "attention": attention,
+            "tower": tower_digest, "video": identity, "indices": [int(i) for i in video.indices], **settings,
+            "context": self.context,
         })  # fmt: skip
 
     def _path(self, key: str) -> Path:
@@ -84,14 +90,15 @@ class FeatureCache:
         path = self._path(key)
         try:
             features = load_file(path)["features"]
-        except FileNotFoundError:
+        except OSError:  # absent, or a file system that failed this once: computed, the entry left as it is
             self.misses += 1
             return None
         except Exception:  # a partial or corrupt file, whatever safetensors raises for it: computed again
             path.unlink(missing_ok=True)
             self.misses += 1
             return None
-        os.utime(path)  # recently used
+        with contextlib.suppress(FileNotFoundError):  # evicted meanwhile by another job
+            os.utime(path)  # recently used
         self.hits += 1
         return features
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from torch.utils.data import DataLoader, Dataset
 
 from xcomp.data.source import QASource, Question, Suite
+from xcomp.errors import ConfigError
 from xcomp.model.processing import PromptConfig
 from xcomp.video.decode import Video, load_video
 from xcomp.video.sampling import FrameSamplingConfig
@@ -23,10 +24,12 @@ FPS_MIN_FRAMES = 64
 def frame_sampling(source: QASource, frames: int, image_size: int, clip: int) -> tuple[FrameSamplingConfig, int | None]:
     """How ``source``'s videos are sampled for a job of ``frames`` frames: the sampling config and the exact frame
     count (`fixed`), or None for a count chosen per video (`fps`: 1 fps, a multiple of 8 and of the model's
-    ``clip``, at least 64, at most ``frames``)."""
+    ``clip`` (of the clip alone when ``frames`` is below that), at least 64, at most ``frames``)."""
     if source.sampling == "fixed":
         return FrameSamplingConfig(size=image_size, min_frames=4, max_frames=max(frames, 4), allow_repeat=True), frames
     multiple = math.lcm(FPS_MULTIPLE, clip)
+    if frames < multiple:  # too few for a multiple of 8: whole clips, at most `frames`
+        multiple = clip
     most = max(frames // multiple * multiple, multiple)
     config = FrameSamplingConfig(
         fps=1.0, min_frames=min(FPS_MIN_FRAMES, most), max_frames=most, multiple_of=multiple, size=image_size
@@ -64,7 +67,10 @@ class EvalSuite:
         """This process's share of the videos (every ``world``-th from ``rank``), one item per video:
         (indices of its questions in the suite, the questions, the decoded video), decoded by ``workers`` processes
         ahead of the model (two videos each; 0: in this process, when asked for)."""
-        videos = _Videos(self, self.suite.by_video()[rank::world])
+        groups = self.suite.by_video()
+        if len(groups) < world:  # a process with no video would skip the loop and never join the gather
+            raise ConfigError(f"{len(groups)} videos for {world} processes: run fewer processes than videos")
+        videos = _Videos(self, groups[rank::world])
         ahead = {"prefetch_factor": 2, "multiprocessing_context": _start_method()} if workers else {}
         return DataLoader(videos, batch_size=None, collate_fn=_as_is, num_workers=workers, **ahead)
 

@@ -134,7 +134,7 @@ def run(cfg: DictConfig) -> float | list[float]:
 
         hf_logging.disable_progress_bar()  # loading and saving weights
     try:
-        if cfg.logger.enabled and primary:
+        if cfg.logger.enabled:  # every process looks the job up, so that all skip a finished one together
             tracker = Tracker(cfg.logger.tracking_uri, cfg.logger.experiment, cfg.logger.artifact_root)
         try:
             settings = OmegaConf.to_container(cfg, resolve=True)
@@ -146,9 +146,13 @@ def run(cfg: DictConfig) -> float | list[float]:
             parent_id = _parent_id(hydra) if multirun else None
             finished, unfinished = tracker.job_run(job_key, parent_id)
             if finished is not None and not cfg.rerun:
-                print(f"skip: {label}: finished as run {finished.info.run_id}", flush=True)
+                if primary:
+                    print(f"skip: {label}: finished as run {finished.info.run_id}", flush=True)
                 return objective(cfg, finished.data.metrics)
-            run_id = _start_run(tracker, unfinished, parent_id, job_key, settings, overrides, hydra)
+            if not primary:  # only rank 0 of a torchrun job tracks it
+                tracker = None
+            else:
+                run_id = _start_run(tracker, unfinished, parent_id, job_key, settings, overrides, hydra)
         if problem is not None:
             raise problem
         check(cfg)
@@ -178,7 +182,7 @@ def run(cfg: DictConfig) -> float | list[float]:
               f"over {metrics[on + 'questions']:.0f} questions", flush=True)  # fmt: skip
         return objective(cfg, metrics)
     except (XCompError, OmegaConfBaseException, OSError) as error:
-        message = str(error).strip().splitlines()[0]
+        message = one_line(error)
         _fail(tracker, run_id, message)
         print(f"error: {label}: {message}" if multirun else f"error: {message}", file=sys.stderr, flush=True)
         if multirun:
@@ -190,6 +194,15 @@ def run(cfg: DictConfig) -> float | list[float]:
             log.exception("job %s failed", label)
             return math.nan
         raise
+
+
+def one_line(error: BaseException) -> str:
+    """An error as the one line a user reads; an error re-raised from a DataLoader worker (whose first line is
+    "Caught VideoError in DataLoader worker process 0.") says what the original said (its last line)."""
+    lines = str(error).strip().splitlines() or [type(error).__name__]
+    if lines[0].startswith("Caught ") and "DataLoader worker" in lines[0]:
+        return lines[-1].split(": ", 1)[-1]
+    return lines[0]
 
 
 def compression(cfg: DictConfig):
@@ -243,14 +256,14 @@ def evaluate(cfg: DictConfig, compressor, fields: dict) -> tuple[dict[str, float
 
 
 def feature_cache(cfg: DictConfig):
-    """The job's vision feature cache (`cache.features`), or None."""
+    """The job's vision feature cache (`cache.features`, with `reuse`), or None."""
     from xcomp.evaluation.features import FeatureCache
 
-    if not cfg.cache.features:
+    if not cfg.cache.features or not cfg.reuse:  # reuse=false is the reference path: nothing kept
         return None
     if cfg.cache.max_gb <= 0:
         raise ConfigError(f"cache.max_gb must be > 0, got {cfg.cache.max_gb}")
-    return FeatureCache(cfg.cache.dir, int(cfg.cache.max_gb * 2**30))
+    return FeatureCache(cfg.cache.dir, int(cfg.cache.max_gb * 2**30), context={"backend": cfg.video.backend})
 
 
 def scored(cfg: DictConfig, metrics: dict[str, float]) -> dict[str, float]:
@@ -264,7 +277,7 @@ def used(config) -> dict[str, str]:
 
 
 def _primary_process() -> bool:
-    """False in the other processes of a torchrun DDP job: they only train; rank 0 tracks and tests."""
+    """False in the other processes of a torchrun job: they train and answer their share; rank 0 tracks."""
     from lightning.fabric.plugins.environments import TorchElasticEnvironment
 
     return not TorchElasticEnvironment.detect() or TorchElasticEnvironment().global_rank() == 0
