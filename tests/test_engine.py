@@ -78,7 +78,8 @@ def test_the_feature_cache_is_shared_recomputes_a_corrupt_entry_and_stays_under_
     entries[0].write_bytes(entries[0].read_bytes()[:100])  # a partial write
     again = answers("lp_comp", SELECTORS["qc_local"], suite, reuse=True, cache=cache)
     same(first, again)
-    assert (cache.hits, cache.misses) == (3, 3) and len(list((tmp_path / "features").glob("*/*.safetensors"))) == 2
+    assert (cache.hits, cache.misses, cache.unreadable) == (3, 3, 1)
+    assert len(list((tmp_path / "features").glob("*/*.safetensors"))) == 2
 
     size = entries[1].stat().st_size
     small = FeatureCache(tmp_path / "features", max_bytes=size)  # room for one entry
@@ -188,3 +189,26 @@ def test_a_torchrun_evaluation_shards_whole_videos_and_equals_one_process(tmp_pa
     sharded, got = predictions(two)
     assert got == expected and len(got) == 4
     assert sharded.data.metrics["accuracy"] == single.data.metrics["accuracy"]
+
+
+def _fill(folder: str, rounds: int) -> None:
+    cache = FeatureCache(folder, max_bytes=2**30)
+    for _ in range(rounds):
+        cache.store("ab" + "0" * 30, torch.arange(200_000, dtype=torch.float32))
+
+
+def test_jobs_writing_and_reading_one_entry_see_it_whole_or_not_at_all(tmp_path):
+    """Two processes write the same entry over and over while this one reads it: every read is the whole tensor
+    or a miss, never a part of one (each write goes to its own file, renamed into place)."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    writers = [context.Process(target=_fill, args=(str(tmp_path), 40)) for _ in range(2)]
+    for w in writers:
+        w.start()
+    reader, whole = FeatureCache(tmp_path, max_bytes=2**30), torch.arange(200_000, dtype=torch.float32)
+    while any(w.is_alive() for w in writers):
+        features = reader.load("ab" + "0" * 30)
+        assert features is None or torch.equal(features, whole)
+    assert all(w.exitcode == 0 for w in writers) and reader.hits > 0 and reader.unreadable == 0
+    assert [p.name for p in tmp_path.glob("*/*")] == ["ab" + "0" * 30 + ".safetensors"]  # no scratch files left

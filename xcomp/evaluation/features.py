@@ -50,14 +50,15 @@ def video_identity(video: Video) -> dict | None:
 
 
 class FeatureCache:
-    """Merged vision-tower tokens on disk, keyed by what they depend on; counts its hits and misses."""
+    """Merged vision-tower tokens on disk, keyed by what they depend on; counts its hits, misses, and the entries
+    it found unreadable (deleted and computed again)."""
 
     def __init__(self, folder: str | Path, max_bytes: int, context: dict | None = None):
         self.folder = Path(folder)
         self.max_bytes = max_bytes
         self.context = dict(context or {})
         """What else the frames depend on, mixed into every key (a job's video decoder)."""
-        self.hits = self.misses = 0
+        self.hits = self.misses = self.unreadable = 0
         self._digests: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
     def digest(self, tower: torch.nn.Module) -> str:
@@ -96,6 +97,7 @@ class FeatureCache:
         except Exception:  # a partial or corrupt file, whatever safetensors raises for it: computed again
             path.unlink(missing_ok=True)
             self.misses += 1
+            self.unreadable += 1
             return None
         with contextlib.suppress(FileNotFoundError):  # evicted meanwhile by another job
             os.utime(path)  # recently used

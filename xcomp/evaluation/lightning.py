@@ -157,4 +157,5 @@ def test(
     trainer.test(EvaluationModule(model, evaluation), dataloaders=loader, verbose=False)
     cache = evaluation.feature_cache
     if cache is not None:  # this process's count (rank 0's is the one logged under torchrun)
-        evaluation.metrics.update({"cache.hits": float(cache.hits), "cache.misses": float(cache.misses)})
+        counts = {"hits": cache.hits, "misses": cache.misses, "unreadable": cache.unreadable}
+        evaluation.metrics.update({f"cache.{k}": float(v) for k, v in counts.items()})
