@@ -127,6 +127,15 @@ class EvaluationModule(L.LightningModule):
         return gathered(answered, self.trainer.world_size)
 
 
+def processes() -> tuple[int, int]:
+    """Processes in all and on this node: those torchrun started (its LOCAL_WORLD_SIZE), else one."""
+    from lightning.fabric.plugins.environments import TorchElasticEnvironment
+
+    if not TorchElasticEnvironment.detect():
+        return 1, 1
+    return TorchElasticEnvironment().world_size(), int(os.environ["LOCAL_WORLD_SIZE"])
+
+
 def test(
     model: torch.nn.Module,
     evaluation: SuiteEvaluation,
@@ -139,14 +148,11 @@ def test(
     ``strategy`` when None: DDP when torchrun started several processes), each process its share of the videos;
     the records and metrics (with the feature cache's hits and misses) are left in ``evaluation``."""
     if trainer is None:
-        from lightning.fabric.plugins.environments import TorchElasticEnvironment
-
         # Lightning logs its device summary and tips at INFO on every Trainer; a job keeps its warnings only.
         logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
         warnings.filterwarnings("ignore", message=r".*LeafSpec.* is deprecated")  # inside Lightning's own pytree use
 
-        world = TorchElasticEnvironment().world_size() if TorchElasticEnvironment.detect() else 1
-        local = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
+        world, local = processes()
         trainer = L.Trainer(
             accelerator=accelerator, devices=local, num_nodes=world // local,
             strategy="ddp" if strategy == "auto" and world > 1 else strategy, precision="32-true", logger=False,

@@ -11,19 +11,17 @@ under another one (learning rate, data, init, ...) is refused instead of mixing 
 from __future__ import annotations
 
 import json
-import os
 import warnings
 from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.fabric.plugins.environments import TorchElasticEnvironment
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import Logger
 from torch.utils.data import Dataset
 
 from xcomp.errors import ConfigError
-from xcomp.evaluation.lightning import SuiteEvaluation, test
+from xcomp.evaluation.lightning import SuiteEvaluation, processes, test
 from xcomp.model.convert import load_model
 from xcomp.model.processing import XCompProcessor
 from xcomp.pipeline_config import answer_defaults, save_pipeline_config
@@ -72,7 +70,7 @@ def fit(
     resume = _newest_checkpoint(out / "checkpoints")
     if resume is not None:
         _check_same_run(out, config)
-    world, local = _processes()
+    world, local = processes()
     val = evaluation.val if evaluation is not None and config.val_every else None
     data = QADataModule(
         dataset, collate_fn or QACollator(processor), config.batch_size, config.steps, config.grad_accum, config.seed,
@@ -141,13 +139,6 @@ def _newest_checkpoint(folder: Path) -> Path | None:
     """The checkpoint written last (each is complete: Lightning writes them atomically)."""
     found = list(folder.glob("*.ckpt")) if folder.is_dir() else []
     return max(found, key=lambda p: p.stat().st_mtime_ns) if found else None
-
-
-def _processes() -> tuple[int, int]:
-    """Processes in all and on this node: those torchrun started (its LOCAL_WORLD_SIZE), else one."""
-    if not TorchElasticEnvironment.detect():
-        return 1, 1
-    return TorchElasticEnvironment().world_size(), int(os.environ["LOCAL_WORLD_SIZE"])
 
 
 def _check_same_run(out: Path, config: TrainConfig) -> None:
