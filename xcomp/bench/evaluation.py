@@ -30,6 +30,8 @@ from pathlib import Path
 
 import torch
 
+from xcomp.bench.compression import DTYPES
+
 ARMS = (
     ("lp", "lp_comp", 8), ("lp", "lp_comp", 16), ("heuristic", "uniform_drop", 8), ("heuristic", "uniform_drop", 16),
     ("lp", "lp_comp", None), ("heuristic", "uniform_drop", None),
@@ -38,7 +40,6 @@ ARMS = (
 answering from every frame (`select=all`, segment length None)."""
 KEEP = 0.5
 """Frames QC-Comp keeps (the card's `keep`)."""
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def suite(folder: Path, videos: int, questions: int, frames: int, size: int):
