@@ -6,18 +6,14 @@ from __future__ import annotations
 from collections import Counter
 
 from xcomp.data.benchmark import BenchmarkSource
-from xcomp.data.source import QASource, all_sources, grouped, source_class
+from xcomp.data.source import QASource, all_sources, first_few, source_class
 from xcomp.errors import ConfigError
-
-SHOWN_MISSING = 5
-"""Missing video ids named."""
 
 
 def facts(source: QASource) -> tuple[list[tuple[str, str]], int]:
     """The facts of ``source``'s annotations and videos, and how many of its videos are missing. A bad row raises
     its `DataError` (the caller prints it as one line)."""
-    questions = grouped(source.read())
-    found = source.locate(questions)
+    questions, found = source.located()
     missing = [v for v, path in found.items() if path is None]
     lines = [
         ("benchmark", source.name),
@@ -26,7 +22,7 @@ def facts(source: QASource) -> tuple[list[tuple[str, str]], int]:
         ("missing videos", str(len(missing))),
     ]
     if missing:
-        lines.append(("missing", ", ".join(missing[:SHOWN_MISSING]) + (", …" if len(missing) > SHOWN_MISSING else "")))
+        lines.append(("missing", first_few(missing)))
         lines.append(("questions on missing videos", str(sum(found[q.video] is None for q in questions))))
     for field in source.breakdowns:
         counts: Counter = Counter()

@@ -142,10 +142,7 @@ class QASource:
     def suite(self) -> Suite:
         """The questions (checked, grouped by video, up to `limit`) and their videos; missing videos are an
         error before any work, or skipped (`missing=skip` where the source has it)."""
-        questions = grouped(self.read())
-        if self.limit is not None:
-            questions = questions[: self.limit]
-        found = self.locate(questions)
+        questions, found = self.located()
         missing = [v for v, path in found.items() if path is None]
         if missing and getattr(self, "missing", "error") == "error":
             raise DataError(missing_message(missing, len(found), self.video_folder()))
@@ -154,6 +151,13 @@ class QASource:
             raise DataError(f"no question left: all {len(found)} videos are missing under {self.video_folder()}")
         paths = {v: p for v, p in found.items() if p is not None}
         return Suite(kept, paths, skipped=len(questions) - len(kept), missing=missing)
+
+    def located(self) -> tuple[list[Question], dict[str, Path | None]]:
+        """The questions (checked, grouped by video, up to `limit`) and each video's path, None where missing."""
+        questions = grouped(self.read())
+        if self.limit is not None:
+            questions = questions[: self.limit]
+        return questions, self.locate(questions)
 
     def video_folder(self) -> str:
         """Where videos are looked for (for messages)."""
@@ -173,10 +177,18 @@ def grouped(questions: Sequence[Question]) -> list[Question]:
     return [q for group in groups.values() for q in group]
 
 
+SHOWN = 5
+"""Ids a message names before it says '…'."""
+
+
+def first_few(ids: Sequence[str]) -> str:
+    """The first `SHOWN` of ``ids``, comma-separated, with '…' when there are more."""
+    return ", ".join(ids[:SHOWN]) + (", …" if len(ids) > SHOWN else "")
+
+
 def missing_message(missing: Sequence[str], videos: int, folder: str) -> str:
-    shown = ", ".join(missing[:5]) + (", …" if len(missing) > 5 else "")
     return (
-        f"{len(missing)} of {videos} videos missing under {folder} ({shown}); "
+        f"{len(missing)} of {videos} videos missing under {folder} ({first_few(missing)}); "
         "data.missing=skip answers the questions of the others"
     )
 
