@@ -199,7 +199,7 @@ def score_frames(
     else:
         scored = (
             (batch, *_score_windows(inner, ids, visual, batch, layers, video_start=P, question_len=Q, frames=W))
-            for batch in (starts[b : b + config.segment_batch] for b in range(0, len(starts), config.segment_batch))
+            for batch in _batches(starts, config.segment_batch)
         )
     for batch, window_scores, counts in scored:
         tokens_per_layer = [t + int(c.sum()) for t, c in zip(tokens_per_layer, counts)]
@@ -218,6 +218,19 @@ def score_frames(
     )
 
 
+def _batches(starts: list[int], size: int) -> list[list[int]]:
+    """Window starts in batches of ``size`` (what one forward pass takes)."""
+    return [starts[b : b + size] for b in range(0, len(starts), size)]
+
+
+def _embed_windows(inner, ids: torch.Tensor, visual: torch.Tensor, batch: list[int], frames: int):
+    """One sequence per window of ``batch``: the prompt ``ids`` [1, S] with that window's ``frames`` frames of
+    ``visual`` at its placeholder."""
+    T = inner.visual_tokens_per_frame
+    tokens, _ = inner.embed_inputs(ids.expand(len(batch), -1), None, [visual[s * T : (s + frames) * T] for s in batch])
+    return tokens
+
+
 def _score_windows(
     inner, ids, visual, batch: list[int], layers: tuple[int, ...], video_start: int, question_len: int, frames: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -227,7 +240,7 @@ def _score_windows(
     Returns [len(layers), windows, frames] attention mass per frame and the tokens entering each layer run.
     """
     T = inner.visual_tokens_per_frame
-    tokens, _ = inner.embed_inputs(ids.expand(len(batch), -1), None, [visual[s * T : (s + frames) * T] for s in batch])
+    tokens = _embed_windows(inner, ids, visual, batch, frames)
     row_of = {layer: r for r, layer in enumerate(layers)}
     B, device = tokens.hidden.shape[0], tokens.hidden.device
     scores = torch.zeros(len(layers), B, frames, device=device)
@@ -258,11 +271,10 @@ def _prefill_windows(
     ids = torch.cat([prefix_ids, torch.tensor([inner.config.video_token_id], device=prefix_ids.device)])[None]
     stop = last + 1 if last + 1 < inner.config.num_layers else None
     out = []
-    for b0 in range(0, len(starts), config.segment_batch):
-        batch = starts[b0 : b0 + config.segment_batch]
-        tokens, _ = inner.embed_inputs(ids.expand(len(batch), -1), None, [visual[s * T : (s + W) * T] for s in batch])
+    for batch in _batches(starts, config.segment_batch):
+        tokens = _embed_windows(inner, ids, visual, batch, W)
         cache = XCompCache(config=inner.config.text_config)
-        cache.next_position, cache.consumed = tokens.valid.sum(dim=1), ids.shape[1]
+        cache.begin_prefill(tokens.valid, ids.shape[1])
         key_frames: list[torch.Tensor] = []
 
         def record(i, layer, tokens, position_embeddings, key_frames=key_frames):

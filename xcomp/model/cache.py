@@ -35,6 +35,12 @@ class XCompCache(DynamicCache):
         old = self.key_valid[layer_idx]
         self.key_valid[layer_idx] = valid if old is None else torch.cat([old, valid], dim=1)
 
+    def begin_prefill(self, valid: torch.Tensor, prompt_ids: int) -> None:
+        """Before a prefill whose embedded sequence has ``valid`` [batch, S] tokens, of ``prompt_ids`` prompt ids:
+        where generation goes on (the next position, the ids already fed)."""
+        self.next_position = valid.sum(dim=1)
+        self.consumed = prompt_ids
+
     def copy(self) -> XCompCache:
         """An independent copy (a video's shared prefix, continued by one question without altering it)."""
         import copy

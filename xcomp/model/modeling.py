@@ -517,8 +517,7 @@ class XCompForCausalLM(XCompPreTrainedModel, GenerationMixin):
             visual_embeds = self.model.encode_video(pixel_values, [int(n) for n in num_frames])
         tokens, labels_expanded = self.model.embed_inputs(input_ids, attention_mask, visual_embeds, labels)
         if cache is not None:
-            cache.next_position = tokens.valid.sum(dim=1)
-            cache.consumed = input_ids.shape[1]
+            cache.begin_prefill(tokens.valid, input_ids.shape[1])
         tokens, counts, hidden_states = self.model.run_prefill(tokens, cache, output_hidden_states)
         loss = None
         if labels is not None:
