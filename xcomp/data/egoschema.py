@@ -5,17 +5,13 @@ its digit as a string). Accuracy only."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from xcomp.data.benchmark import BenchmarkSource
 from xcomp.data.files import read_rows
-from xcomp.data.source import Question, checked_id, checked_options, checked_text, letter_of, origin
+from xcomp.data.source import DOT_LABEL, Question, checked_id, checked_options, checked_text, letter_of, origin
 from xcomp.model.processing import MC_INSTRUCTION, QuestionFormat
-
-LABEL = re.compile(r"^([A-J])\.\s*")
-"""An option's ``A. `` prefix."""
 
 
 @dataclass
@@ -42,6 +38,6 @@ class EgoSchema(BenchmarkSource):
             given = row.get("question_idx")
             qid = checked_id(given, (path, number, "question_idx")) if given is not None else video
             question = checked_text(row.get("question"), (path, number, "question"))
-            texts = [LABEL.sub("", o) for o in options]
+            texts = [DOT_LABEL.sub("", o) for o in options]
             questions.append(Question(qid, video, question, texts, letter, {}, origin(path, number)))
         return questions

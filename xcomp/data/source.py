@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,8 @@ from typing import Any, ClassVar
 from xcomp.errors import ConfigError, XCompError
 from xcomp.model.processing import OPTION_LETTERS, QuestionFormat
 
+DOT_LABEL = re.compile(r"^([A-J])\.\s*")
+"""An option's ``A. `` prefix, as Video-MME's and EgoSchema's files write their options."""
 SOURCES: dict[str, type[QASource]] = {}
 """Registered sources by name (filled by subclassing `QASource`)."""
 SAMPLING = ("fixed", "fps")

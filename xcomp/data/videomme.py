@@ -6,17 +6,23 @@ with ``"A. "``) and ``answer`` (a letter). JSON rows of the same fields are read
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from xcomp.data.benchmark import BenchmarkSource
 from xcomp.data.files import read_rows
-from xcomp.data.source import Question, checked_id, checked_letter, checked_options, checked_text, origin, row_error
+from xcomp.data.source import (
+    DOT_LABEL,
+    Question,
+    checked_id,
+    checked_letter,
+    checked_options,
+    checked_text,
+    origin,
+    row_error,
+)
 from xcomp.model.processing import MC_INSTRUCTION, QuestionFormat
 
-LABEL = re.compile(r"^([A-J])\.\s*")
-"""An option's ``A. `` prefix."""
 VIDEOCHAT_FLASH_PRE = (
     "These are the frames of a video. Select the best answer to the following multiple-choice question based on the "
     "video. Respond with only the letter (A, B, C, or D) of the correct option."
@@ -51,7 +57,7 @@ class VideoMME(BenchmarkSource):
         for number, row in enumerate(read_rows(path), 1):
             options = checked_options(row.get("options"), (path, number, "options"))
             for i, option in enumerate(options):
-                label = LABEL.match(option)
+                label = DOT_LABEL.match(option)
                 if label is None or label.group(1) != chr(ord("A") + i):
                     raise row_error(path, number, "options", f"option {i + 1} {option!r} does not start with its letter")
             letter = checked_letter(row.get("answer"), len(options), (path, number, "answer"))
@@ -61,7 +67,7 @@ class VideoMME(BenchmarkSource):
                     checked_id(row.get("question_id"), (path, number, "question_id")),
                     checked_text(row.get("videoID"), (path, number, "videoID")),
                     checked_text(row.get("question"), (path, number, "question")),
-                    [LABEL.sub("", o) for o in options],
+                    [DOT_LABEL.sub("", o) for o in options],
                     letter,
                     meta,
                     origin(path, number),
