@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from tests.conftest import TOKENIZER_DIR
+from tests.conftest import TOKENIZER_DIR, require
 from xcomp.errors import ConfigError
 from xcomp.model.convert import load_model
 from xcomp.synth.generate import SynthParams, make_case
@@ -45,6 +45,7 @@ def test_frame_tags_needs_noise_free_synthetic_data():
 
 
 def _config(tmp_path) -> TrainConfig:
+    require(TOKENIZER_DIR)
     return TrainConfig.from_dict(
         {
             "output_dir": str(tmp_path / "tags"),
