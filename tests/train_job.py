@@ -62,8 +62,9 @@ class RowFile(Logger):
 
 
 def curve(folder) -> list[dict]:
-    """The rows `RowFile` received in ``folder``."""
-    return [json.loads(line) for line in (Path(folder) / "curve.jsonl").read_text().splitlines()]
+    """The training-curve rows `RowFile` received in ``folder`` (not the run's closing ``train.skipped``)."""
+    rows = [json.loads(line) for line in (Path(folder) / "curve.jsonl").read_text().splitlines()]
+    return [row for row in rows if "loss" in row]
 
 
 def make_job(output_dir: str, steps: int, batch_size: int = 2, **fields):

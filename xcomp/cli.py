@@ -206,7 +206,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_data_check(args: argparse.Namespace) -> int:
-    """Counts, breakdown values and missing videos of a benchmark copy; 1 on a bad row or missing videos."""
+    """Counts, breakdown values and missing media of a benchmark copy or a data mixture; 1 on a bad row or missing
+    media."""
     from xcomp.data.check import check
 
     try:
@@ -292,12 +293,15 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: the one the sweep was started with, if any)")  # fmt: skip
     report.set_defaults(func=cmd_report)
 
-    data = sub.add_parser("data", help="benchmark files: check a local copy before a sweep")
+    data = sub.add_parser("data", help="benchmark and training files: check a local copy before a sweep or a run")
     data_sub = data.add_subparsers(dest="data_command", required=True)
-    check = data_sub.add_parser("check", help="questions, videos, missing videos and breakdown counts of a benchmark")
-    check.add_argument("name", help="the benchmark (a conf/data option: lvbench, videomme, mlvu, longvideobench, …)")
-    check.add_argument("--annotations", required=True, help="its annotation file or folder (data.annotations)")
-    check.add_argument("--videos", required=True, help="its video folder (data.videos)")
+    check = data_sub.add_parser(
+        "check", help="questions / records, missing media and breakdown counts of a benchmark or a data mixture"
+    )
+    check.add_argument("name", help="a benchmark (conf/data: lvbench, videomme, …) or training data (conf/train/data: mixture)")
+    check.add_argument("--annotations", required=True,
+                       help="the benchmark's annotation file or folder (data.annotations), or the mixture YAML")  # fmt: skip
+    check.add_argument("--videos", help="the benchmark's video folder (data.videos); for a mixture, train.data.root")
     check.add_argument("--allow-missing", action="store_true", help="exit 0 even when some videos are missing")
     check.set_defaults(func=cmd_data_check)
 

@@ -21,7 +21,7 @@ from xcomp.compression.compressors import compressor_for
 from xcomp.compression.qc_comp import FrameScores, QCCompConfig, split_prompt
 from xcomp.compression.selectors import FrameSelector, QCComp
 from xcomp.errors import PromptTooLongError, XCompError
-from xcomp.evaluation.features import FeatureCache
+from xcomp.evaluation.features import FeatureCache, vision_settings
 from xcomp.model.cache import XCompCache
 from xcomp.model.modeling import IGNORE_INDEX, XCompForCausalLM
 from xcomp.model.processing import ANSWER_PARSERS, OPTION_LETTERS, PromptConfig, XCompProcessor, build_prompt
@@ -315,12 +315,8 @@ class XCompPipeline:
         param = next(self.model.parameters())
         cache, key, features = self.feature_cache, None, None
         if cache is not None:
-            config = self.model.config
-            settings = {
-                "image_size": self.processor.image_size, "dtype": str(param.dtype),
-                "attention": config._attn_implementation, "tokens_per_frame": config.tokens_per_frame, "clip": clip,
-            }  # fmt: skip
-            key = cache.key(cache.digest(inner.vision_tower), video, settings)
+            settings = vision_settings(self.model, self.processor.image_size, param.dtype)
+            key = cache.key(cache.digest(inner.vision_tower), video.source, video.indices, settings)
             features = cache.load(key) if key is not None else None
         if features is None:
             chunks = []

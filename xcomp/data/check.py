@@ -34,17 +34,33 @@ def facts(source: QASource) -> tuple[list[tuple[str, str]], int]:
     return lines, len(missing)
 
 
-def check(name: str, annotations: str, videos: str, allow_missing: bool = False) -> int:
-    """Print the facts of benchmark ``name``; 1 when videos are missing (unless ``allow_missing``), else 0."""
-    cls = source_class(name)
-    if not issubclass(cls, BenchmarkSource):
-        benchmarks = ", ".join(n for n, c in all_sources().items() if issubclass(c, BenchmarkSource))
-        raise ConfigError(f"{name} is not read from a benchmark's files; data check takes {benchmarks}")
-    source = cls(annotations=annotations, videos=videos, missing="skip")
-    lines, missing = facts(source)
+def check(name: str, annotations: str, videos: str | None, allow_missing: bool = False) -> int:
+    """Print the facts of benchmark or training data ``name`` (a training source's `TrainSource.facts`: a data
+    mixture); 1 when media are missing (unless ``allow_missing``), else 0."""
+    from xcomp.train.sources.source import all_train_sources
+
+    training = all_train_sources()
+    if name in training and name not in all_sources():
+        lines, missing = training[name].from_files(annotations, videos).facts()
+    else:
+        cls = source_class(name)
+        if not issubclass(cls, BenchmarkSource):
+            benchmarks = [n for n, c in all_sources().items() if issubclass(c, BenchmarkSource)]
+            raise ConfigError(f"{name} is not read from a benchmark's files; data check takes "
+                              f"{', '.join(benchmarks)} and training data {', '.join(_from_files(training))}")  # fmt: skip
+        if videos is None:
+            raise ConfigError(f"data check {name} needs --videos (the benchmark's video folder)")
+        lines, missing = facts(cls(annotations=annotations, videos=videos, missing="skip"))
     for key, value in lines:
         print(f"{key}: {value}")
     if missing and not allow_missing:
-        print(f"error: {missing} videos missing (--allow-missing to accept)", flush=True)
+        print(f"error: {missing} media files missing (--allow-missing to accept)", flush=True)
         return 1
     return 0
+
+
+def _from_files(training: dict) -> list[str]:
+    """Training sources read from users' files (those that override `TrainSource.from_files`)."""
+    from xcomp.train.sources.source import TrainSource
+
+    return [n for n, c in training.items() if c.from_files.__func__ is not TrainSource.from_files.__func__]

@@ -23,7 +23,6 @@ from pathlib import Path
 import torch
 
 from xcomp.tracking import fingerprint
-from xcomp.video.decode import Video
 
 SUFFIX = ".safetensors"
 
@@ -38,15 +37,25 @@ def weights_digest(module: torch.nn.Module) -> str:
     return digest.hexdigest()[:32]
 
 
-def video_identity(video: Video) -> dict | None:
-    """Where the frames came from, as a file system sees it; None for frames that came from no file."""
-    path = Path(video.source)
+def file_identity(source: str) -> dict | None:
+    """Where frames came from, as a file system sees it; None for frames that came from no file."""
+    path = Path(source)
     try:
         stat = path.stat()
     except OSError:
         return None
     entries = len(os.listdir(path)) if path.is_dir() else None
     return {"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "entries": entries}
+
+
+def vision_settings(model, image_size: int, dtype: torch.dtype) -> dict:
+    """The settings of ``model``'s vision path that its merged tokens depend on, besides the tower's weights:
+    what evaluation and training both key entries by, so that each finds the other's."""
+    config = model.config
+    return {
+        "image_size": image_size, "dtype": str(dtype), "attention": config._attn_implementation,
+        "tokens_per_frame": config.tokens_per_frame, "clip": config.local_num_frames,
+    }  # fmt: skip
 
 
 class FeatureCache:
@@ -70,14 +79,15 @@ class FeatureCache:
             self._digests[tower] = (versions, weights_digest(tower))
         return self._digests[tower][1]
 
-    def key(self, tower_digest: str, video: Video, settings: dict) -> str | None:
-        """The entry of ``video``'s sampled frames through a tower with that digest and a vision path with these
-        ``settings``, or None when the frames have no file to be identified by."""
-        identity = video_identity(video)
+    def key(self, tower_digest: str, source: str, indices, settings: dict) -> str | None:
+        """The entry of the frames at ``indices`` of video ``source`` through a tower with that digest and a vision
+        path with these ``settings`` (`vision_settings`), or None when the frames have no file to be identified
+        by."""
+        identity = file_identity(source)
         if identity is None:
             return None
         return fingerprint({
-            "tower": tower_digest, "video": identity, "indices": [int(i) for i in video.indices], **settings,
+            "tower": tower_digest, "video": identity, "indices": [int(i) for i in indices], **settings,
             "context": self.context,
         })  # fmt: skip
 

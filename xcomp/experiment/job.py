@@ -255,15 +255,16 @@ def evaluate(cfg: DictConfig, compressor, fields: dict) -> tuple[dict[str, float
     return scored(cfg, evaluation.metrics), prediction_rows(evaluation.records), used(model.config)
 
 
-def feature_cache(cfg: DictConfig):
-    """The job's vision feature cache (`cache.features`, with `reuse`), or None."""
+def feature_cache(cfg: DictConfig, backend: str | None = None):
+    """The job's vision feature cache (`cache.features`, with `reuse`), or None; its entries are of frames decoded
+    by ``backend`` (default: the job's ``video.backend``)."""
     from xcomp.evaluation.features import FeatureCache
 
     if not cfg.cache.features or not cfg.reuse:  # reuse=false is the reference path: nothing kept
         return None
     if cfg.cache.max_gb <= 0:
         raise ConfigError(f"cache.max_gb must be > 0, got {cfg.cache.max_gb}")
-    return FeatureCache(cfg.cache.dir, int(cfg.cache.max_gb * 2**30), context={"backend": cfg.video.backend})
+    return FeatureCache(cfg.cache.dir, int(cfg.cache.max_gb * 2**30), context={"backend": backend or cfg.video.backend})
 
 
 def scored(cfg: DictConfig, metrics: dict[str, float]) -> dict[str, float]:

@@ -79,7 +79,9 @@ def train(
         test=suites.load(cfg, suites.scored_data(cfg), size, clip),
     )
     loggers = None if tracker is None else [JobRunLogger(tracking_uri=cfg.logger.tracking_uri, run_id=run_id)]
-    final = run(config, None if config.init == "tiny" else fields, loggers, trainer, cfg.progress, evaluation)
+    fields_now = None if config.init == "tiny" else fields
+    training_cache = feature_cache(cfg, backend="auto")  # training sources decode with the default backend
+    final = run(config, fields_now, loggers, trainer, cfg.progress, evaluation, training_cache)
     if tracker is not None:
         tracker.client.log_artifacts(run_id, str(final), "model")
     ran_with = {**used(load_config(final).with_compression(**fields)), "model.trained": str(final)}

@@ -91,6 +91,12 @@ def build_prompt(
     )
 
 
+def follow_up_prompt(question: str) -> str:
+    """A later user turn of a conversation, after an answer's <|im_end|>: the text `build_prompt`'s turn has
+    between the answer and the next one."""
+    return f"\n<|im_start|>user\n{question.strip()}<|im_end|>\n<|im_start|>assistant\n"
+
+
 def parse_choice(answer: str, num_options: int, texts: Sequence[str] | None = None) -> str | None:
     """The option letter a generated answer picks ('B', '(B) blue', 'The answer is B.'), or None.
 

@@ -31,11 +31,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--questions-per-video", type=int, default=1,
                         help="questions about each video: its case's, then follow-ups (LVBench asks ~15)")  # fmt: skip
+    parser.add_argument("--mixture", action="store_true",
+                        help="write a VideoChat-Flash data mixture (LLaVA records, images too) for train/data=mixture")  # fmt: skip
     parser.add_argument("--progress", action="store_true", help="show a progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
     params = SynthParams(frames=args.frames, size=args.size, fps=args.fps, noise=args.noise, span=args.span)
+    if args.mixture:
+        from xcomp.synth.mixture import write_mixture
+
+        print(f"wrote {write_mixture(args.outdir, args.n, args.seed, params, args.questions_per_video)}")
+        return 0
     jsonl = write_suite(
         args.outdir,
         args.family,

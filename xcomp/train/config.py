@@ -38,12 +38,19 @@ class TrainConfig:
     data: Any = None
     """The training samples: a `xcomp.train.sources.source.TrainSource` (the train group's `data` node, built
     from its `_target_`); None: synthetic data with its defaults."""
-    steps: int = 200
-    """Optimiser steps (each consumes batch_size * grad_accum samples per process)."""
+    steps: int | None = 200
+    """Optimiser steps (each consumes batch_size * grad_accum samples per process); null with `epochs`."""
+    epochs: float | None = None
+    """Train for this many passes over the data instead of `steps` (the steps that fit, whole global batches)."""
     batch_size: int = 4
     """Samples per micro-batch per process."""
     grad_accum: int = 1
     """Micro-batches accumulated per optimiser step."""
+    global_batch: int | None = None
+    """Samples per optimiser step over all processes (the published 32): sets grad_accum to
+    global_batch / (batch_size x processes), which must be whole; null: grad_accum as given."""
+    workers: int = 0
+    """DataLoader processes decoding training videos ahead of the step (0: in the training process)."""
     lr: float = 1e-4
     """Peak learning rate (AdamW)."""
     warmup_ratio: float = 0.03
@@ -105,8 +112,16 @@ class TrainConfig:
         if self.compression is not None and self.compression not in COMPRESSORS:
             names = ", ".join(repr(n) for n in COMPRESSORS)
             raise ConfigError(f"compression = {self.compression!r} is not one of {names}")
-        if self.steps < 1 or self.batch_size < 1 or self.grad_accum < 1:
+        if (self.steps is None) == (self.epochs is None):
+            raise ConfigError("set one of steps and epochs (the other null)")
+        if (self.steps is not None and self.steps < 1) or self.batch_size < 1 or self.grad_accum < 1:
             raise ConfigError("steps, batch_size and grad_accum must be >= 1")
+        if (self.epochs is not None and self.epochs <= 0) or (self.global_batch is not None and self.global_batch < 1):
+            raise ConfigError("epochs must be > 0 and global_batch >= 1")
+        if self.global_batch is not None and self.grad_accum != 1:
+            raise ConfigError("global_batch sets grad_accum: leave grad_accum at 1")
+        if self.workers < 0:
+            raise ConfigError(f"workers must be >= 0, got {self.workers}")
         if self.lr <= 0 or self.weight_decay < 0 or self.max_grad_norm < 0:
             raise ConfigError("lr must be > 0, weight_decay and max_grad_norm >= 0")
         if not 0 <= self.warmup_ratio <= 1:
@@ -123,6 +138,21 @@ class TrainConfig:
             self.data.check_frame_tags()
             if not (self.train_vision or self.train_projector):
                 raise ConfigError("objective = 'frame_tags' trains the vision tower and projector; enable one")
+
+    def schedule_for(self, samples: int, world: int) -> tuple[int, int]:
+        """(steps, grad_accum) of a run over ``samples`` on ``world`` processes (`epochs`, `global_batch`)."""
+        accum = self.grad_accum
+        if self.global_batch is not None:
+            accum, rest = divmod(self.global_batch, self.batch_size * world)
+            if rest or not accum:
+                raise ConfigError(f"global_batch {self.global_batch} is not a multiple of batch_size "
+                                  f"{self.batch_size} x {world} processes")  # fmt: skip
+        if self.steps is not None:
+            return self.steps, accum
+        steps = int(self.epochs * samples) // (self.batch_size * accum * world)
+        if steps < 1:
+            raise ConfigError(f"{self.epochs} epochs of {samples} samples make no step of {self.batch_size * accum * world}")
+        return steps, accum
 
     def to_dict(self) -> dict:
         """The settings as JSON-able data (the source as its `record`)."""

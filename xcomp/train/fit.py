@@ -11,6 +11,7 @@ under another one (learning rate, data, init, ...) is refused instead of mixing 
 from __future__ import annotations
 
 import json
+import logging
 import warnings
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from lightning.pytorch.loggers import Logger
 from torch.utils.data import Dataset
 
 from xcomp.errors import ConfigError
+from xcomp.evaluation.features import FeatureCache
 from xcomp.evaluation.lightning import SuiteEvaluation, processes, test
 from xcomp.model.convert import load_model
 from xcomp.model.processing import XCompProcessor
@@ -31,9 +33,14 @@ from xcomp.train.lit_data import QADataModule
 from xcomp.train.lit_module import XCompLitModule
 from xcomp.train.step_log import StepLog
 
+log = logging.getLogger(__name__)
+
 CONFIG_FILE = "train_config.json"
 """The config of the run whose checkpoints/ lie beside it."""
-RESUMABLE_CHANGES = {"output_dir", "steps", "save_every", "log_every", "val_every", "keep_checkpoints", "answer_frames"}
+RESUMABLE_CHANGES = {
+    "output_dir", "steps", "epochs", "save_every", "log_every", "val_every", "keep_checkpoints", "answer_frames",
+    "workers",
+}  # fmt: skip
 """Config fields that may differ when a run is resumed: extend it, checkpoint, log and validate at another rate,
 or save other answering defaults with the final model."""
 PRECISION = {"fp32": "32-true", "bf16": "bf16-mixed"}
@@ -54,13 +61,16 @@ def fit(
     trainer: TrainerConfig | None = None,
     progress: bool = False,
     evaluation: SuiteEvaluation | None = None,
+    feature_cache: FeatureCache | None = None,
 ) -> Path:
     """Train ``model`` on ``dataset`` per ``config`` (resuming its output_dir); returns the final model folder.
 
     The curve goes to ``loggers`` (none: the run keeps no curve); ``progress`` shows Lightning's progress bar.
     With ``evaluation``, its validation suite is answered every ``config.val_every`` steps and its test suite by
     the final model, loaded back with the evaluation's compression fields (the results are left in it; it answers
-    with ``processor`` unless it has its own)."""
+    with ``processor`` unless it has its own). With ``feature_cache`` and a frozen tower, the tower's tokens of
+    training videos are kept there and read back (as evaluation's are). Records the dataset could not read
+    (`TrainSource.skipped_before` and those replaced while training) are logged as ``train.skipped``."""
     loop = trainer or TrainerConfig()
     loop.check()
     if evaluation is not None and evaluation.processor is None:
@@ -71,16 +81,16 @@ def fit(
     if resume is not None:
         _check_same_run(out, config)
     world, local = processes()
+    steps, accum = config.schedule_for(len(dataset), world)
     val = evaluation.val if evaluation is not None and config.val_every else None
     data = QADataModule(
-        dataset, collate_fn or QACollator(processor), config.batch_size, config.steps, config.grad_accum, config.seed,
-        val,
+        dataset, collate_fn or QACollator(processor), config.batch_size, steps, accum, config.seed, val, config.workers
     )
     data.check(world)
     L.seed_everything(config.seed, verbose=False)
     module = XCompLitModule(
         model,
-        config.steps,
+        steps,
         config.lr,
         config.warmup_ratio,
         config.weight_decay,
@@ -89,6 +99,7 @@ def fit(
         config.train_llm,
         config.gradient_checkpointing,
         evaluation,
+        _unsharded(feature_cache, loop.strategy),
     )
     checkpoints = ModelCheckpoint(
         dirpath=out / "checkpoints",
@@ -100,7 +111,7 @@ def fit(
         mode="max",
         save_last=True,
     )
-    log = StepLog(config.log_every, config.steps, config.batch_size, config.grad_accum)
+    log = StepLog(config.log_every, steps, config.batch_size, accum)
     gpu = loop.accelerator == "gpu" or (loop.accelerator == "auto" and torch.cuda.is_available())
     trainer = L.Trainer(
         accelerator="gpu" if gpu else "cpu",
@@ -108,8 +119,8 @@ def fit(
         num_nodes=world // local,
         strategy="ddp" if loop.strategy == "auto" and world > 1 else loop.strategy,
         precision=loop.precision or PRECISION[config.precision],
-        max_steps=config.steps,
-        accumulate_grad_batches=config.grad_accum,
+        max_steps=steps,
+        accumulate_grad_batches=accum,
         gradient_clip_val=config.max_grad_norm or None,
         callbacks=[log, checkpoints],
         logger=loggers or False,
@@ -129,10 +140,32 @@ def fit(
     trainer.fit(module, datamodule=data, ckpt_path=resume, weights_only=False)  # our own full training state
     if trainer.global_step % config.save_every:
         trainer.save_checkpoint(last)  # the last step too, so that raising `steps` extends the run
+    _log_skipped(trainer, module, getattr(dataset, "skipped_before", 0))
     final = _save_final(trainer, model, processor, config)
     if evaluation is not None and evaluation.test is not None:
         test(load_model(final, **evaluation.fields), evaluation, trainer)
     return final
+
+
+def _unsharded(cache: FeatureCache | None, strategy: str) -> FeatureCache | None:
+    """The feature cache, unless the strategy shards parameters (FSDP, ZeRO-3), where the tower cannot run alone."""
+    if cache is not None and ("fsdp" in strategy or strategy.endswith("stage_3")):
+        log.warning("the feature cache is not used for training under %s (sharded parameters)", strategy)
+        return None
+    return cache
+
+
+def _log_skipped(trainer: L.Trainer, module: XCompLitModule, before: int) -> None:
+    """``train.skipped``: records left out when the data was read plus those replaced while training (all ranks)."""
+    replaced = int(trainer.strategy.reduce(torch.tensor(float(module.skipped), device=module.device), reduce_op="sum").item())
+    if not trainer.is_global_zero:
+        return
+    if before + replaced:
+        log.warning("skipped %d training records: %d without their media when read, %d undecodable",
+                    before + replaced, before, replaced)  # fmt: skip
+    for logger in trainer.loggers:
+        logger.log_metrics({"train.skipped": before + replaced}, step=trainer.global_step)
+        logger.save()
 
 
 def _newest_checkpoint(folder: Path) -> Path | None:

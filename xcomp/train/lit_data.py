@@ -16,7 +16,8 @@ from xcomp.train.sampler import StepBatchSampler
 class QADataModule(L.LightningDataModule):
     """``dataset`` in micro-batches of ``batch_size`` per process for ``steps`` optimiser steps of ``grad_accum``
     micro-batches each, in the deterministic order of `StepBatchSampler` (seeded by ``seed``); the ``val`` suite's
-    questions shared out between the processes."""
+    questions shared out between the processes. ``workers`` processes load the samples (decode videos) ahead of the
+    step."""
 
     def __init__(
         self,
@@ -27,9 +28,10 @@ class QADataModule(L.LightningDataModule):
         grad_accum: int = 1,
         seed: int = 0,
         val: EvalSuite | None = None,
+        workers: int = 0,
     ):
         super().__init__()
-        self.dataset, self.collate_fn = dataset, collate_fn
+        self.dataset, self.collate_fn, self.workers = dataset, collate_fn, workers
         self.batch_size, self.steps, self.grad_accum, self.seed = batch_size, steps, grad_accum, seed
         self.val = val
 
@@ -49,7 +51,8 @@ class QADataModule(L.LightningDataModule):
             rank=trainer.global_rank,
             world=trainer.world_size,
         )
-        return DataLoader(self.dataset, batch_sampler=sampler, collate_fn=self.collate_fn)
+        return DataLoader(self.dataset, batch_sampler=sampler, collate_fn=self.collate_fn, num_workers=self.workers,
+                          prefetch_factor=2 if self.workers else None, persistent_workers=False)  # fmt: skip
 
     def val_dataloader(self) -> DataLoader | list:
         return self.val.loader(self.trainer.global_rank, self.trainer.world_size) if self.val else []

@@ -15,6 +15,7 @@ import math
 import torch
 from transformers import get_cosine_schedule_with_warmup
 
+from xcomp.evaluation.features import FeatureCache, vision_settings
 from xcomp.evaluation.lightning import EvaluationModule, SuiteEvaluation
 from xcomp.model.modeling import XCompForCausalLM
 
@@ -61,8 +62,13 @@ class XCompLitModule(EvaluationModule):
         train_llm: bool = True,
         gradient_checkpointing: bool = False,
         evaluation: SuiteEvaluation | None = None,
+        feature_cache: FeatureCache | None = None,
     ):
         super().__init__(model, evaluation)
+        self.feature_cache = None if train_vision else feature_cache
+        """Where the frozen tower's merged tokens of training videos are kept (`xcomp.evaluation.features`)."""
+        self.skipped = 0
+        """Records the training source could not read and replaced, on this process (kept in checkpoints)."""
         self.steps, self.lr, self.warmup_ratio, self.weight_decay = steps, lr, warmup_ratio, weight_decay
         if gradient_checkpointing:
             model.activation_checkpointing_enable()
@@ -72,9 +78,40 @@ class XCompLitModule(EvaluationModule):
         """Loss and accuracies of the latest micro-batch (what `StepLog` averages)."""
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        self.skipped += batch.pop("skipped", 0)
+        origins = batch.pop("origins", None)
+        if self.feature_cache is not None and origins is not None:
+            batch["visual_embeds"] = self.visual_tokens(batch.pop("pixel_values"), batch.pop("num_frames"), origins)
         output = self.model(**batch)
         self.last = {"loss": output.loss.detach(), **{k: v.detach() for k, v in getattr(output, "accuracy", {}).items()}}
         return output.loss
+
+    def visual_tokens(self, pixels: torch.Tensor, num_frames: list[int], origins: list) -> list[torch.Tensor]:
+        """Each video's LLM tokens: the frozen tower's merged tokens from the feature cache (or computed and
+        stored, keyed as evaluation keys them), then the projector, which trains."""
+        inner, cache = self.model.model, self.feature_cache
+        kind = pixels.device.type
+        tower = next(inner.vision_tower.parameters()).dtype
+        dtype = torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else tower
+        settings = vision_settings(self.model, pixels.shape[-1], dtype)
+        digest = cache.digest(inner.vision_tower)
+        features = []
+        for frames, origin in zip(pixels.split(num_frames), origins):
+            key = cache.key(digest, origin[0], origin[1], settings) if origin is not None else None
+            found = cache.load(key) if key is not None else None
+            if found is None:
+                with torch.no_grad():
+                    found = inner.vision_features(frames)
+                if key is not None:
+                    cache.store(key, found)
+            features.append(found.to(frames.device))
+        return inner.project(torch.cat(features), num_frames)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["skipped"] = self.skipped
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.skipped = checkpoint.get("skipped", 0)
 
     def configure_optimizers(self):
         # The schedule's length is `steps`, not `trainer.estimated_stepping_batches`: reading that here builds the

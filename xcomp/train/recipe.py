@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from xcomp.errors import ConfigError
+from xcomp.evaluation.features import FeatureCache
 from xcomp.evaluation.lightning import SuiteEvaluation
 from xcomp.model.configuration import XCompConfig
 from xcomp.model.convert import load_model
@@ -76,9 +77,11 @@ def run(
     trainer: TrainerConfig | None = None,
     progress: bool = False,
     evaluation: SuiteEvaluation | None = None,
+    feature_cache: FeatureCache | None = None,
 ) -> Path:
     """Train per `config` (compression ``fields`` as in `build_model`; Lightning ``loggers``, ``trainer`` settings,
-    ``progress`` bar and validation/test ``evaluation`` as in `fit`); returns the final model folder."""
+    ``progress`` bar, validation/test ``evaluation`` and ``feature_cache`` as in `fit`); returns the final model
+    folder."""
     processor = build_processor(config)
     dataset = config.data
     model = build_model(config, processor, dataset, fields)
@@ -88,4 +91,4 @@ def run(
         tagger = FrameTagger(model, processor.tokenizer, config.seed)
         collate = FrameTagCollator(processor)
         return fit(config, tagger, FrameTagDataset(dataset), processor, collate, loggers, trainer, progress, evaluation)
-    return fit(config, model, dataset, processor, None, loggers, trainer, progress, evaluation)
+    return fit(config, model, dataset, processor, None, loggers, trainer, progress, evaluation, feature_cache)

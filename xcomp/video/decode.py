@@ -141,7 +141,7 @@ def _load_folder(path: Path, config: FrameSamplingConfig, num_frames: int | None
     frames: np.ndarray | None = None
     with _progress(len(schedule.indices), progress, path.name) as bar:
         for slot, index in enumerate(schedule.indices):
-            frame = _read_image(path / names[index], config.size)
+            frame = read_image(path / names[index], config.size)
             if frames is None:
                 frames = np.empty((len(schedule.indices), *frame.shape), np.uint8)
             elif frame.shape != frames.shape[1:]:
@@ -154,7 +154,8 @@ def _load_folder(path: Path, config: FrameSamplingConfig, num_frames: int | None
     return Video(frames, schedule.timestamps, schedule.indices, duration, str(path))
 
 
-def _read_image(path: Path, size: int | None) -> np.ndarray:
+def read_image(path: Path, size: int | None) -> np.ndarray:
+    """An image file as uint8 [size, size, 3] RGB (PIL bicubic; size None keeps it), or one-line `VideoError`."""
     try:
         with Image.open(path) as image:
             return _square(np.asarray(image.convert("RGB")), size)

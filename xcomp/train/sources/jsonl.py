@@ -47,4 +47,5 @@ class JsonlQAData(TrainSource):
         row = self.rows[i]
         sampling = FrameSamplingConfig(size=self.image_size, min_frames=4, max_frames=4096, allow_repeat=True)
         video = load_video(Path(self.jsonl).parent / row["video"], sampling, num_frames=self.num_frames[0])
-        return QASample(video.frames, row["question"], row["answer"], row.get("options"), video.duration)
+        return QASample(video.frames, row["question"], row["answer"], row.get("options"), video.duration,
+                        origin=(video.source, video.indices))  # fmt: skip

@@ -58,6 +58,20 @@ class TrainSource(torch.utils.data.Dataset):
         """Refuse `objective=frame_tags` unless the samples carry per-frame labels (sources that do override)."""
         raise ConfigError(f"objective = 'frame_tags' needs synthetic data (labels come from the events), not {self.name}")
 
+    @property
+    def skipped_before(self) -> int:
+        """Records left out when the source was read (media missing, none to show): part of ``train.skipped``."""
+        return 0
+
+    @classmethod
+    def from_files(cls, annotations: str, videos: str | None) -> TrainSource:
+        """The source read from a user's files, for `xcomp data check` (sources that read none refuse)."""
+        raise ConfigError(f"training data {cls.name!r} is not read from files; data check cannot check it")
+
+    def facts(self) -> tuple[list[tuple[str, str]], int]:
+        """(name, value) lines about the source's files and how many media files are missing (`xcomp data check`)."""
+        raise NotImplementedError
+
     def record(self) -> dict:
         """The source as settings: its `_target_` and fields (saved with a training run, compared on resume)."""
         return {"_target_": f"{type(self).__module__}.{type(self).__qualname__}", **dataclasses.asdict(self)}
