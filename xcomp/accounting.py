@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from xcomp.compression.schedule import CompressionSchedule
 from xcomp.model.configuration import XCompConfig
 
 
@@ -66,10 +65,22 @@ def vision_flops(config: XCompConfig, num_frames: int) -> float:
     return clips * (v.num_blocks * per_block + patch) + mlp
 
 
-def run_cost(config: XCompConfig, num_frames: int, text_tokens: int = 64, dtype_bytes: int = 2) -> RunCost:
-    """Cost of answering with `num_frames` frames and `text_tokens` prompt tokens under `config`'s method."""
-    schedule: CompressionSchedule = config.compression_schedule()
-    tokens = [text_tokens + num_frames * k for k in schedule.kept]
+def run_cost(
+    config: XCompConfig,
+    num_frames: int,
+    text_tokens: int = 64,
+    dtype_bytes: int = 2,
+    visual_per_layer: list[int] | None = None,
+) -> RunCost:
+    """Cost of answering with `num_frames` frames and `text_tokens` prompt tokens under `config`'s method: the
+    visual tokens entering each layer as measured (``visual_per_layer``, what a prefill kept) or as the method
+    expects them (`TokenCompressor.visual_per_layer`)."""
+    from xcomp.compression.compressors import compressor_for
+
+    compressor = compressor_for(config)
+    visual = visual_per_layer if visual_per_layer is not None else compressor.visual_per_layer(config, num_frames)
+    tokens = [text_tokens + v for v in visual]
+    decode_keys = compressor.decode_keys(config, tokens, visual)
     t = config.text_config
     hd = t.hidden_size // t.num_attention_heads
     kv_bytes = sum(2 * n * t.num_key_value_heads * hd * dtype_bytes for n in tokens)
@@ -80,7 +91,7 @@ def run_cost(config: XCompConfig, num_frames: int, text_tokens: int = 64, dtype_
         text_tokens=text_tokens,
         tokens_per_layer=tokens,
         llm_prefill_flops=sum(layer_flops(config, n) for n in tokens) + head,
-        decode_flops_per_token=sum(layer_flops(config, 1, n + 1) for n in tokens) + head,
+        decode_flops_per_token=sum(layer_flops(config, 1, n + 1) for n in decode_keys) + head,
         kv_cache_bytes=kv_bytes,
         vision_flops=vision_flops(config, num_frames),
     )

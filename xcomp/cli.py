@@ -238,9 +238,9 @@ def _add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from xcomp.compression.compressors import COMPRESSORS
+    from xcomp.compression.compressors import all_compressors
 
-    methods = sorted(COMPRESSORS)
+    methods = sorted(all_compressors())
     parser = argparse.ArgumentParser(prog="xcomp", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 

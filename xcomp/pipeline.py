@@ -42,6 +42,8 @@ class Encoded:
     """Time it took (reading the feature cache, or running the tower)."""
     reported: bool = False
     """Whether an answer has counted `seconds` as its own (the first question of the video does)."""
+    saliency: torch.Tensor | None = None
+    """[N * visual_tokens_per_frame] each token's tower saliency, for a compressor that reads it."""
     prefixes: dict = field(default_factory=dict)
     """K/V of the prompt before the question over every frame, by prefix ids (`prefix_cache`)."""
     scoring: dict = field(default_factory=dict)
@@ -51,7 +53,7 @@ class Encoded:
         """The video's prefill before the question (`XCompForCausalLM.prefill_prefix`), computed once."""
         key = tuple(prefix_ids.tolist())
         if key not in self.prefixes:
-            self.prefixes[key] = model.prefill_prefix(prefix_ids, self.visual)
+            self.prefixes[key] = model.prefill_prefix(prefix_ids, self.visual, self.saliency)
         return self.prefixes[key]
 
     def claim_seconds(self) -> float:
@@ -226,13 +228,20 @@ class XCompPipeline:
         t0 = time.perf_counter()
         T = self.model.model.visual_tokens_per_frame
         selected = visual.view(N, T, -1)[kept.to(visual.device)].flatten(0, 1)
+        saliency = None
+        if encoded.saliency is not None:
+            saliency = [encoded.saliency.view(N, T)[kept.to(visual.device)].flatten()]
         if shared and k == N and not compressor_for(self.model.config).reads_question:
             prefix = split_prompt(ids, self.processor.video_token_id)[0]
             generate_kwargs["cache"] = encoded.prefix_cache(self.model, prefix).copy()  # the video's prefill, once
+        else:
+            generate_kwargs["cache"] = XCompCache(config=self.model.config.text_config)
+        cache = generate_kwargs["cache"]
         out = self.model.generate(
             ids,
             attention_mask=batch["attention_mask"].to(ids.device),
             visual_embeds=[selected],
+            visual_saliency=saliency,
             max_new_tokens=max_new_tokens,
             do_sample=do_sample,
             **generate_kwargs,
@@ -246,7 +255,7 @@ class XCompPipeline:
         scored_lengths = []
         t0 = time.perf_counter()
         if scored:
-            choice, scored_lengths = self._most_likely_option(ids[0].tolist(), options, selected)
+            choice, scored_lengths = self._most_likely_option(ids[0].tolist(), options, selected, saliency)
         seconds["option_scoring"] = time.perf_counter() - t0
         kept_list = kept.tolist()
         newline = int(self.model.model.image_newline is not None)
@@ -261,12 +270,15 @@ class XCompPipeline:
             kept_timestamps=[float(video.timestamps[i]) for i in kept_list],
             num_frames=N,
             scores=scores,
-            accounting=self._accounting(N, len(kept_list), n_encoded, text_tokens, scores, option_text_tokens, seconds),
+            accounting=self._accounting(
+                N, len(kept_list), n_encoded, text_tokens, scores, option_text_tokens, seconds,
+                cache.visual_per_layer[:, 0].tolist(),
+            ),
         )
 
     @torch.no_grad()
     def _most_likely_option(
-        self, prompt_ids: list[int], options: Sequence[str], visual: torch.Tensor
+        self, prompt_ids: list[int], options: Sequence[str], visual: torch.Tensor, saliency: list | None = None
     ) -> tuple[str, list[int]]:
         """Letter of the option with the highest log-likelihood (its tokens and <|im_end|>) as the answer to the
         prompt, from the same kept frames: one teacher-forced pass per option. Also returns each pass's text length."""
@@ -278,7 +290,7 @@ class XCompPipeline:
             lengths.append(ids.shape[1])
             labels = torch.full_like(ids, IGNORE_INDEX)
             labels[0, len(prompt_ids) :] = torch.tensor(answer)
-            logits = self.model(input_ids=ids, visual_embeds=[visual], labels=labels).logits.float()
+            logits = self.model(input_ids=ids, visual_embeds=[visual], visual_saliency=saliency, labels=labels).logits.float()
             target = torch.tensor(answer, device=ids.device)
             rows = vocab.to_rows(target) if vocab is not None else target
             score = logits.log_softmax(-1).gather(1, rows[:, None]).sum().item()
@@ -326,9 +338,12 @@ class XCompPipeline:
             features = torch.cat(chunks)
             if key is not None:
                 cache.store(key, features)
-        visual = inner.project(features.to(param.device, param.dtype), [len(frames)])[0]
+        features = features.to(param.device, param.dtype)
+        visual = inner.project(features, [len(frames)])[0]
+        saliency = inner.saliency(features, [len(frames)])
         T = inner.visual_tokens_per_frame
-        return Encoded(visual[: N * T], len(frames), time.perf_counter() - t0)
+        saliency = saliency[0][: N * T] if saliency is not None else None
+        return Encoded(visual[: N * T], len(frames), time.perf_counter() - t0, saliency=saliency)
 
     def _check_context(self, prompt_tokens: int, kept_frames: int, max_new_tokens: int) -> None:
         """The answering sequence (prompt + kept frames' tokens + answer) must fit the LLM's positions."""
@@ -360,10 +375,13 @@ class XCompPipeline:
         scores: FrameScores | None,
         option_text_tokens: list[int],
         seconds: dict,
+        visual_per_layer: list[int],
     ) -> dict:
+        """The answer's cost: its prefill's visual tokens per layer as the model kept them (``visual_per_layer``),
+        against the dense model over all ``N`` sampled frames."""
         config = self.model.config
         dtype_bytes = self.model.dtype.itemsize
-        run = run_cost(config, K, text_tokens, dtype_bytes)
+        run = run_cost(config, K, text_tokens, dtype_bytes, visual_per_layer)
         dense = run_cost(config.with_compression(compression="dense"), N, text_tokens, dtype_bytes)
         scoring_flops = 0.0
         if scores is not None:
@@ -389,7 +407,7 @@ class XCompPipeline:
             "scoring_flops": scoring_flops,
             "scoring_tokens_per_layer": scores.tokens_per_layer if scores is not None else None,
             "option_scoring_flops": sum(
-                run_cost(config, K, n, dtype_bytes).llm_prefill_flops for n in option_text_tokens
+                run_cost(config, K, n, dtype_bytes, visual_per_layer).llm_prefill_flops for n in option_text_tokens
             ),
             "seconds": seconds,
         }

@@ -46,13 +46,20 @@ from torch.utils._pytree import tree_flatten
 
 from xcomp.accounting import layer_flops, run_cost, vision_flops
 from xcomp.compression.qc_comp import QCCompConfig, default_layers, score_frames, segment_windows
-from xcomp.compression.token_drop import pool_frame_tokens
 from xcomp.errors import ConfigError, XCompError
 from xcomp.model.configuration import XCompConfig
 from xcomp.model.modeling import XCompForCausalLM
 
 METHODS = ("dense", "pre_pool", "uniform_drop", "lp_comp", "lp_comp+qc")
-"""Benchmark rows; 'lp_comp+qc' scores all frames with QC-Comp and answers from the kept ones with LP-Comp."""
+"""The default benchmark rows; 'lp_comp+qc' scores all frames with QC-Comp and answers from the kept ones with
+LP-Comp. Any registered compressor is a row too (`method_names`)."""
+
+
+def method_names() -> list[str]:
+    """Every row the benchmark can run: the registered compressors, then 'lp_comp+qc'."""
+    from xcomp.compression.compressors import all_compressors
+
+    return [*sorted(all_compressors()), "lp_comp+qc"]
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 REAL_CONFIG = (
     Path(__file__).resolve().parents[3] / "shared/reference/configs/videochat_flash_2b_res448.config.json"
@@ -353,8 +360,9 @@ class Bench:
         self.model.model.encode_video(pixels.to(self.device, self.dtype), [clip])
 
     def _visual(self, n: int) -> torch.Tensor:
-        """Projector-output stand-ins for `n` frames (values do not matter for timing)."""
-        shape = (n * self.base.tokens_per_frame, self.base.text_config.hidden_size)
+        """Stand-ins for the merged tower tokens of `n` frames, before the projector (values do not matter for
+        timing; the projector and each method's pre-LLM step run on them)."""
+        shape = (n * self.base.tokens_per_frame, self.base.vision_config.hidden_size)
         return torch.randn(shape, generator=self.generator).to(self.device, self.dtype)
 
     @torch.inference_mode()
@@ -430,8 +438,11 @@ class Bench:
         """QC scoring (lp_comp+qc only), prefill and decode of one method over `n` frames."""
         config = self.configs[method]
         T = self.base.tokens_per_frame
-        qc, qc_flops, kept, llm_visual = None, 0.0, n, visual
+        qc, qc_flops, kept = None, 0.0, n
         with compression(self.model, config) as model:
+            features, visual = visual, model.model.project(visual, [n])[0]
+            saliency = model.model.saliency(features, [n])
+            llm_visual = visual
             if method == "lp_comp+qc":
                 kept = self.qc.num_kept(n)
 
@@ -442,13 +453,12 @@ class Bench:
 
                 qc, (scores, llm_visual) = self._measure(select, warmup, repeats)
                 qc_flops = scoring_flops(config, scores.windows, scores.tokens_per_layer)
-            elif method == "pre_pool":
-                llm_visual = pool_frame_tokens(visual, T, config.pool_tokens_per_frame)
 
             def prefill():
                 return model(
-                    input_ids=self.input_ids, visual_embeds=[llm_visual], use_cache=True, logits_to_keep=1
-                )
+                    input_ids=self.input_ids, visual_embeds=[llm_visual], visual_saliency=saliency, use_cache=True,
+                    logits_to_keep=1,
+                )  # fmt: skip
 
             prefill_stage, out = self._measure(prefill, warmup, repeats)
             cache = out.cache
@@ -727,7 +737,7 @@ def plot(results: list[BenchResult], path: Path) -> None:
     fig, axes = plt.subplots(len(panels), 2, figsize=(11, 4.2 * len(panels)), squeeze=False)
     for (ax_time, ax_mem), (title, rows) in zip(axes, panels.items()):
         rows = sorted(rows, key=lambda r: r.frames)
-        for i, method in enumerate(m for m in METHODS if any(r.method == m for r in rows)):
+        for i, method in enumerate(m for m in method_names() if any(r.method == m for r in rows)):
             mine = [r for r in rows if r.method == method]
             x = [r.frames for r in mine]
             ax_time.plot(x, [r.prefill_s + (r.qc_s or 0.0) for r in mine], "o-", color=f"C{i}", label=method)
@@ -771,9 +781,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--methods",
         nargs="+",
-        choices=METHODS,
+        choices=method_names(),
         default=list(METHODS),
-        help="rows to run (dense is always run: every ratio is to dense)",
+        metavar="METHOD",
+        help=f"rows to run, of {', '.join(method_names())} (default: {' '.join(METHODS)}; dense is always run: "
+        "every ratio is to dense)",
     )
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:i]")
     parser.add_argument(
@@ -857,7 +869,7 @@ def _resolve_defaults(args: argparse.Namespace) -> None:
         args.repeats = 1 if slow else 3
     if "dense" not in args.methods:
         args.methods = ["dense", *args.methods]
-    args.methods = [m for m in METHODS if m in args.methods]
+    args.methods = [m for m in method_names() if m in args.methods]
     if args.text_tokens <= PREFIX_TOKENS:
         raise ConfigError(f"--text-tokens must exceed the {PREFIX_TOKENS} tokens before the video")
 

@@ -38,13 +38,17 @@ class TokenCompressor:
     """Whether `keep_visual` needs the last prompt token's attention from the layer before each drop."""
     drops_in_llm: ClassVar[bool] = True
     """Whether the schedule applies between decoder layers (False: every layer sees the same tokens)."""
+    needs_saliency: ClassVar[bool] = False
+    """Whether `merge_video` reads each token's saliency in the vision tower (`video_tokens.tower_attention`)."""
+    reduces_in_llm: ClassVar[bool] = False
+    """Whether `reduce_in_llm` runs before the layers of `reduce_layers`."""
 
     @property
     def reads_question(self) -> bool:
         """Whether the visual tokens it keeps depend on the prompt after the video (then the K/V of the prompt
-        before the question cannot be shared by a video's questions). Methods that read the last prompt token's
-        attention do; a subclass that reads the question otherwise says so here."""
-        return self.needs_attention
+        before the question cannot be shared by a video's questions). Methods that read the question's attention
+        (a schedule's `keep_visual` or `reduce_in_llm`) do; a subclass that reads the question otherwise says so."""
+        return self.needs_attention or self.reduces_in_llm
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -78,13 +82,62 @@ class TokenCompressor:
             return CompressionSchedule.cosine(L, T)
         return CompressionSchedule.from_list(config.schedule, T, num_layers=L)
 
+    def visual_per_layer(self, config: XCompConfig, num_frames: int) -> list[int]:
+        """Visual tokens entering each decoder layer for ``num_frames`` frames, as the method expects them (what
+        `xcomp info` and the benchmark count; an answer counts what its prefill actually kept)."""
+        return [num_frames * k for k in self.schedule(config).kept]
+
+    def decode_keys(self, config: XCompConfig, tokens_per_layer: list[int], visual_per_layer: list[int]) -> list[int]:
+        """Cached keys a decoded token attends to in each layer (methods that prune the cache while decoding
+        attend to fewer)."""
+        return tokens_per_layer
+
     def validate(self, config: XCompConfig) -> None:
         """Raise `ConfigError` when this method cannot run with ``config`` (checked when the config is built)."""
         self.schedule(config)
 
-    def before_llm(self, tokens: torch.Tensor, tokens_per_frame: int) -> torch.Tensor:
-        """Projector tokens of one video [F*T, D] -> what enters the LLM (pre-LLM methods change this)."""
+    def before_llm(
+        self, tokens: torch.Tensor, tokens_per_frame: int, features: torch.Tensor | None = None, tower=None
+    ) -> torch.Tensor:
+        """Projector tokens of one video [F*T, D] -> [F*T', D], `llm_tokens_per_frame` per frame, before frames
+        are selected (pre-LLM methods with a fixed count per frame change this); ``features`` [F*T, C] are the
+        same tokens before the projector's MLP and ``tower`` the vision tower, for methods that read them."""
         return tokens
+
+    def merge_video(
+        self, tokens: torch.Tensor, tokens_per_frame: int, saliency: torch.Tensor | None, config: XCompConfig
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The frames given to the LLM, [F*T, D] -> [N, D] tokens in any number per frame (merged within or across
+        frames), and a group id per token that `reduce_in_llm` reads (None: none). ``saliency`` [F*T]: the tower's
+        (`needs_saliency`). Identity by default."""
+        return tokens, None
+
+    def reduce_layers(self, config: XCompConfig) -> tuple[int, ...]:
+        """Decoder layers before which `reduce_in_llm` runs."""
+        return ()
+
+    def reduce_in_llm(
+        self, config: XCompConfig, hidden: torch.Tensor, visual: torch.Tensor, groups: torch.Tensor,
+        dense: torch.Tensor, attention: torch.Tensor, queries: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(keep [B, S] bool, hidden [B, S, D]) before a layer of `reduce_layers`: which visual tokens go on, and the
+        hidden states (a method that merges dropped tokens into kept ones changes them). ``visual`` [B, S]: valid
+        visual tokens; ``groups`` [B, S] their `merge_video` group (-1 for text); ``dense`` [B] the visual tokens
+        the sample's frames had before `merge_video`; ``attention`` [B, H, Q, S] of the question's tokens at the
+        previous layer, ``queries`` [B, Q] which of its rows are real (padding repeats the last)."""
+        raise NotImplementedError
+
+    def decode_prune_layer(self, config: XCompConfig) -> int | None:
+        """First decoder layer whose attention to the cached visual keys `decode_keep` narrows while decoding."""
+        return None
+
+    def decode_keep(
+        self, attention: torch.Tensor, visual: torch.Tensor, state: tuple | None
+    ) -> tuple[torch.Tensor, tuple]:
+        """(keep [B, K] bool, state): which of the prefill's cached keys that are ``visual`` [B, K] a decoded token
+        attends to from `decode_prune_layer` on, given its head-averaged ``attention`` [B, K] to them at the layer
+        before; ``state`` is what the previous decoding step returned (None at the first)."""
+        raise NotImplementedError
 
     def slot_masks(self, schedule: CompressionSchedule) -> list[torch.Tensor] | None:
         """Per-layer [T] bool masks of kept slots for input-independent methods; None when the choice depends
@@ -104,12 +157,63 @@ class TokenCompressor:
         raise NotImplementedError
 
 
+def all_compressors() -> dict[str, type[TokenCompressor]]:
+    """Every registered method: those here and one per module of `xcomp.compression.methods` (imported first)."""
+    import importlib
+    import pkgutil
+
+    import xcomp.compression.methods
+
+    for module in pkgutil.iter_modules(xcomp.compression.methods.__path__):
+        importlib.import_module(f"xcomp.compression.methods.{module.name}")
+    return dict(COMPRESSORS)
+
+
 def compressor_for(config: XCompConfig) -> TokenCompressor:
     """The registered compressor named by ``config.compression``."""
-    cls = COMPRESSORS.get(config.compression)
+    cls = COMPRESSORS.get(config.compression) or all_compressors().get(config.compression)
     if cls is None:
         raise ConfigError(f"unknown compression {config.compression!r} (registered: {', '.join(sorted(COMPRESSORS))})")
     return cls.from_config(config)
+
+
+def lp_share(config: XCompConfig) -> float:
+    """The share of the dense model's visual token-layers LP-Comp keeps with ``config``'s schedule, or the
+    cosine schedule at its layer count when it has none (0.549 at VideoChat-Flash-2B's 28 layers; the shipped tiny
+    models' 16, 9, 3, 1 keep 0.453): the default `budget`."""
+    schedule = LPComp().schedule(config)
+    return sum(schedule.kept) / (config.num_layers * config.tokens_per_frame)
+
+
+@dataclass
+class BudgetedCompressor(TokenCompressor):
+    """A method set by one cost, `budget`, which it turns into its own hyper-parameters (tokens kept per frame,
+    merge ratio, pruning layer and ratio, ...), so that methods are compared at equal cost (the run's ``budget``)."""
+
+    drops_in_llm: ClassVar[bool] = False
+    budget: float | None = None
+    """Share of the dense model's visual token-layers to spend (None: `lp_share`, LP-Comp's)."""
+
+    @classmethod
+    def from_config(cls, config):
+        compressor = super().from_config(config)
+        if compressor.budget is None:
+            compressor.budget = lp_share(config)
+        return compressor
+
+    def share(self, config: XCompConfig) -> float:
+        """The budget in effect."""
+        return lp_share(config) if self.budget is None else self.budget
+
+    @staticmethod
+    def scaled_layer(layer: int, of: int, config: XCompConfig) -> int:
+        """The authors' decoder ``layer`` of ``of`` placed at the same depth of ``config``'s LLM (at least 1)."""
+        return min(max(1, round(layer / of * config.num_layers)), config.num_layers - 1)
+
+    def validate(self, config):
+        share = self.share(config)
+        if not 0 < share <= 1:
+            raise ConfigError(f"{self.name}: budget must be in (0, 1], got {share}")
 
 
 @dataclass
@@ -203,5 +307,5 @@ class PrePool(TokenCompressor):
                 f"pool_tokens_per_frame={self.tokens} must divide tokens_per_frame={config.tokens_per_frame}"
             )
 
-    def before_llm(self, tokens, tokens_per_frame):
+    def before_llm(self, tokens, tokens_per_frame, features=None, tower=None):
         return pool_frame_tokens(tokens, tokens_per_frame, self.tokens)

@@ -273,8 +273,13 @@ def scored(cfg: DictConfig, metrics: dict[str, float]) -> dict[str, float]:
 
 
 def used(config) -> dict[str, str]:
-    """Tags saying what a model ran with: its compression and per-layer schedule."""
-    return {"compression": config.compression, "schedule.kept": json.dumps(config.compression_schedule().kept)}
+    """Tags saying what a model ran with: its compression and per-layer schedule, and the budget a budgeted
+    method spent (`BudgetedCompressor`: the run's ``budget`` or LP-Comp's share)."""
+    from xcomp.compression.compressors import compressor_for
+
+    tags = {"compression": config.compression, "schedule.kept": json.dumps(config.compression_schedule().kept)}
+    budget = getattr(compressor_for(config), "budget", None)
+    return {**tags, "budget": f"{budget:.4f}"} if budget is not None else tags
 
 
 def _primary_process() -> bool:

@@ -183,6 +183,9 @@ class RunConfig:
     """Frames sampled per video (sweep axis; a multiple of the model's clip length)."""
     seed: int = 0
     """Seed of random initialisation and random methods (sweep axis)."""
+    budget: float | None = None
+    """Share of the dense model's visual token-layers the budgeted methods spend (sweep axis; null: LP-Comp's
+    cosine share at the model's layer count)."""
     max_new_tokens: int = 8
     """Answer length limit."""
     objective: Any = "accuracy"

@@ -23,6 +23,15 @@ class XCompCache(DynamicCache):
         """[batch] rotary position of the next token in the original (uncompressed) numbering."""
         self.consumed = 0
         """Prompt ids the cache holds (a video placeholder counts as one): generation feeds the ids after them."""
+        self.visual_per_layer: torch.Tensor | None = None
+        """[num_layers, batch] visual tokens that entered each layer in the prefill (what the compressor kept)."""
+        self.key_visual: list[torch.Tensor] = []
+        """Per layer, [batch, prefill length] bool: which of the prefill's cached keys are visual tokens."""
+        self.decode_state: tuple | None = None
+        """What a compressor that prunes the cache while decoding keeps between steps (`decode_keep`)."""
+        self.prompt_complete = False
+        """Whether the whole prompt is in the cache, so that what is fed next is generated (the model's prefill of
+        a prompt sets it; a shared prefix and QC-Comp's windows leave it False: their question comes next)."""
 
     @property
     def is_prefilled(self) -> bool:

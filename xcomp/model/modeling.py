@@ -22,8 +22,9 @@ from transformers import GenerationMixin, PreTrainedModel, Qwen2Model
 from transformers import initialization as init
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
-from xcomp.compression.attention_probe import query_attention
+from xcomp.compression.attention_probe import cached_query_attention, query_attention
 from xcomp.compression.compressors import TokenCompressor, compressor_for
+from xcomp.compression.video_tokens import tower_attention
 from xcomp.errors import XCompError
 from xcomp.model.cache import XCompCache
 from xcomp.model.configuration import XCompConfig
@@ -59,6 +60,10 @@ class _Tokens:
     """[B, S] index of a visual token inside its frame group; -1 for text and padding."""
     index: torch.Tensor
     """[B, S] column of this token in the expanded input layout (to align labels after drops)."""
+    group: torch.Tensor | None = None
+    """[B, S] a visual token's `merge_video` group (by default its frame); -1 for text and padding."""
+    dense_visual: torch.Tensor | None = None
+    """[B] visual tokens each sample's frames had before `merge_video` (what dense would have kept)."""
     answer_tokens: torch.Tensor | None = None
     """[B] labelled tokens after the prompt (training); the last prompt token sits that far before the end."""
 
@@ -76,6 +81,8 @@ class _Tokens:
             valid=keep.gather(1, idx),
             slot=self.slot.gather(1, idx),
             index=self.index.gather(1, idx),
+            group=self.group.gather(1, idx) if self.group is not None else None,
+            dense_visual=self.dense_visual,
             answer_tokens=self.answer_tokens,
         )
 
@@ -204,12 +211,16 @@ class XCompModel(XCompPreTrainedModel):
         Clips of `local_num_frames` frames are encoded and merged independently, so all videos of a batch go
         through the tower together. A pre-LLM compressor (the pooling baseline) is applied here.
         """
+        return self.project(self.vision_features(self.check_frames(pixel_values, num_frames)), num_frames)
+
+    def check_frames(self, pixel_values: torch.Tensor, num_frames: list[int]) -> torch.Tensor:
+        """``pixel_values``, once their count is checked against ``num_frames`` and the clip length."""
         clip = self.config.local_num_frames
         if sum(num_frames) != pixel_values.shape[0]:
             raise XCompError(f"num_frames sums to {sum(num_frames)} but {pixel_values.shape[0]} frames were given")
         if any(n % clip for n in num_frames):
             raise XCompError(f"frames per video must be a multiple of local_num_frames={clip}, got {num_frames}")
-        return self.project(self.vision_features(pixel_values), num_frames)
+        return pixel_values
 
     def vision_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """The part SCT does not train: [N, 3, H, W] whole clips -> [N * tokens_per_frame, mm_hidden] tokens of the
@@ -220,9 +231,28 @@ class XCompModel(XCompPreTrainedModel):
         """`vision_features` of several videos -> per video [frames * visual_tokens_per_frame, D] LLM tokens: the
         projector's MLP, then a pre-LLM compressor (the pooling baseline)."""
         tokens = self.mm_projector.mlp(features)
-        per_video = tokens.split([n * self.config.tokens_per_frame for n in num_frames])
+        sizes = [n * self.config.tokens_per_frame for n in num_frames]
         compressor = compressor_for(self.config)
-        return [compressor.before_llm(t, self.config.tokens_per_frame) for t in per_video]
+        T, tower = self.config.tokens_per_frame, self.vision_tower
+        return [compressor.before_llm(t, T, f, tower) for t, f in zip(tokens.split(sizes), features.split(sizes))]
+
+    def saliency(self, features: torch.Tensor, num_frames: list[int]) -> list[torch.Tensor] | None:
+        """Per video [frames * tokens_per_frame], each token's saliency in the vision tower, for a compressor that
+        reads it (`TokenCompressor.needs_saliency`); else None."""
+        if not compressor_for(self.config).needs_saliency:
+            return None
+        clip = self.config.local_num_frames * self.config.tokens_per_frame
+        scores = tower_attention(self.vision_tower, features, clip)[0]
+        return list(scores.split([n * self.config.tokens_per_frame for n in num_frames]))
+
+    def merge_videos(
+        self, visual: list[torch.Tensor], saliency: list[torch.Tensor] | None
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor | None]]:
+        """The compressor's `merge_video` of each video given to the LLM: its tokens and their groups."""
+        compressor = compressor_for(self.config)
+        T = self.visual_tokens_per_frame
+        out = [compressor.merge_video(v, T, saliency[b] if saliency else None, self.config) for b, v in enumerate(visual)]
+        return [t for t, _ in out], [g for _, g in out]
 
     @property
     def visual_tokens_per_frame(self) -> int:
@@ -236,14 +266,17 @@ class XCompModel(XCompPreTrainedModel):
         attention_mask: torch.Tensor | None,
         visual: list[torch.Tensor] | None,
         labels: torch.Tensor | None = None,
+        groups: list[torch.Tensor | None] | None = None,
     ) -> tuple[_Tokens, torch.Tensor | None]:
-        """Splice each video's visual tokens into its prompt at the video placeholder; left-pad the batch."""
+        """Splice each video's visual tokens into its prompt at the video placeholder; left-pad the batch. A video
+        whose ``groups`` are given (`merge_videos`) has any number of tokens per frame: its slots count its tokens,
+        its groups are those; otherwise every `visual_tokens_per_frame` tokens are a frame (slot and group)."""
         video_id = self.config.video_token_id
         ids = torch.where(input_ids == LEGACY_IMAGE_TOKEN_INDEX, video_id, input_ids)
         if attention_mask is None:
             attention_mask = torch.ones_like(ids)
         T = self.visual_tokens_per_frame
-        rows, slots, label_rows = [], [], []
+        rows, slots, group_rows, label_rows = [], [], [], []
         for b in range(ids.shape[0]):
             keep = attention_mask[b].bool()
             row_ids = ids[b][keep]
@@ -259,14 +292,16 @@ class XCompModel(XCompPreTrainedModel):
             if len(where) == 0:
                 rows.append(text)
                 slots.append(torch.full((len(row_ids),), -1, dtype=torch.long, device=ids.device))
+                group_rows.append(slots[-1])
                 label_rows.append(row_labels)
                 continue
             p = int(where[0])
             parts = [text[:p]]
             slot_parts = [torch.full((p,), -1, dtype=torch.long, device=ids.device)]
+            group = groups[b] if groups is not None else None
             if n_vis:
                 parts.append(vis.to(text.dtype))
-                slot_parts.append(torch.arange(n_vis, device=ids.device) % T)
+                slot_parts.append(torch.arange(n_vis, device=ids.device) % (n_vis if group is not None else T))
             if self.image_newline is not None:
                 parts.append(self.image_newline[None].to(text.dtype))
                 slot_parts.append(torch.full((1,), -1, dtype=torch.long, device=ids.device))
@@ -274,27 +309,33 @@ class XCompModel(XCompPreTrainedModel):
             slot_parts.append(torch.full((len(row_ids) - p - 1,), -1, dtype=torch.long, device=ids.device))
             rows.append(torch.cat(parts))
             slots.append(torch.cat(slot_parts))
+            video_group = group.to(ids.device) if group is not None else torch.arange(n_vis, device=ids.device) // T
+            group_rows.append(torch.full_like(slots[-1], -1))
+            group_rows[-1][p : p + n_vis] = video_group
             if row_labels is not None:
                 n_new = rows[-1].shape[0] - len(row_ids)
                 fill = torch.full((n_new + 1,), IGNORE_INDEX, dtype=row_labels.dtype, device=ids.device)
                 label_rows.append(torch.cat([row_labels[:p], fill, row_labels[p + 1 :]]))
-        return self._left_pad(rows, slots, label_rows if labels is not None else None)
+        return self._left_pad(rows, slots, group_rows, label_rows if labels is not None else None)
 
     @staticmethod
     def _left_pad(
-        rows: list[torch.Tensor], slots: list[torch.Tensor], labels: list[torch.Tensor] | None
+        rows: list[torch.Tensor], slots: list[torch.Tensor], groups: list[torch.Tensor],
+        labels: list[torch.Tensor] | None,
     ) -> tuple[_Tokens, torch.Tensor | None]:
         B, S, D = len(rows), max(r.shape[0] for r in rows), rows[0].shape[-1]
         ref = rows[0]
         hidden = ref.new_zeros(B, S, D)
         valid = torch.zeros(B, S, dtype=torch.bool, device=ref.device)
         slot = torch.full((B, S), -1, dtype=torch.long, device=ref.device)
+        group = torch.full((B, S), -1, dtype=torch.long, device=ref.device)
         out_labels = torch.full((B, S), IGNORE_INDEX, dtype=torch.long, device=ref.device) if labels else None
         for b, (r, s) in enumerate(zip(rows, slots)):
             n = r.shape[0]
             hidden[b, S - n :] = r
             valid[b, S - n :] = True
             slot[b, S - n :] = s
+            group[b, S - n :] = groups[b]
             if out_labels is not None:
                 out_labels[b, S - n :] = labels[b]
         index = torch.arange(S, device=ref.device).expand(B, S)
@@ -303,7 +344,8 @@ class XCompModel(XCompPreTrainedModel):
             labelled = out_labels != IGNORE_INDEX
             first = labelled.int().argmax(dim=1).masked_fill(~labelled.any(dim=1), S)
             answer_tokens = S - first
-        tokens = _Tokens(hidden, renumbered_positions(valid), valid, slot, index, answer_tokens)
+        dense = ((slot >= 0) & valid).sum(dim=1)  # the forward replaces it with the count before `merge_video`
+        tokens = _Tokens(hidden, renumbered_positions(valid), valid, slot, index, group, dense, answer_tokens)
         return tokens, out_labels
 
     # ------------------------------------------------------------------ decoder
@@ -330,8 +372,10 @@ class XCompModel(XCompPreTrainedModel):
             slot_masks = [m.to(tokens.slot.device) for m in slot_masks]
         renumber = cfg.position_ids_after_drop == "renumbered"
         drop_after = set(i - 1 for i in schedule.drop_layers())
+        reduce_at = set(compressor.reduce_layers(cfg))
+        question = None
         per_frame = schedule.tokens_per_frame
-        counts = []
+        counts, visual_counts = [], []
         hidden_states = [] if output_hidden_states else None
         scores = None
         pos_emb = lm.rotary_emb(tokens.hidden, tokens.position)
@@ -347,7 +391,16 @@ class XCompModel(XCompPreTrainedModel):
                 pos_emb = lm.rotary_emb(tokens.hidden, tokens.position)
                 mask = prefill_mask(tokens.valid, tokens.hidden.dtype, attention)
                 per_frame = k
+            if i in reduce_at:
+                visual = (tokens.slot >= 0) & tokens.valid
+                keep, hidden = compressor.reduce_in_llm(cfg, tokens.hidden, visual, tokens.group, tokens.dense_visual, *question)
+                tokens = replace(tokens, hidden=hidden).select(tokens.valid & (~visual | keep))
+                if renumber:
+                    tokens = replace(tokens, position=renumbered_positions(tokens.valid))
+                pos_emb = lm.rotary_emb(tokens.hidden, tokens.position)
+                mask = prefill_mask(tokens.valid, tokens.hidden.dtype, attention)
             counts.append(tokens.valid.sum(dim=1))
+            visual_counts.append(((tokens.slot >= 0) & tokens.valid).sum(dim=1))
             if hidden_states is not None:
                 hidden_states.append(tokens.hidden)
             if layer_callback is not None:
@@ -364,10 +417,15 @@ class XCompModel(XCompPreTrainedModel):
             )
             if cache is not None:
                 cache.set_key_valid(i, tokens.valid)
+                cache.key_visual.append((tokens.slot >= 0) & tokens.valid)
             if compressor.needs_attention and i in drop_after:
                 scores = self._last_token_attention(layer, layer_input, pos_emb, tokens.valid, tokens.answer_tokens)
+            if i + 1 in reduce_at:
+                question = self._question_attention(layer, layer_input, pos_emb, tokens)
             tokens = replace(tokens, hidden=out)
         counts.append(counts[-1])
+        if cache is not None:
+            cache.visual_per_layer = torch.stack(visual_counts)
         tokens = replace(tokens, hidden=lm.norm(tokens.hidden))
         if hidden_states is not None:
             hidden_states.append(tokens.hidden)
@@ -404,6 +462,24 @@ class XCompModel(XCompPreTrainedModel):
         probs = query_attention(layer, hidden, pos_emb, last, key_mask=valid[:, None, :] & causal)
         return probs.mean(dim=1)[:, 0]
 
+    @staticmethod
+    def _question_attention(layer, hidden, pos_emb, tokens: _Tokens) -> tuple[torch.Tensor, torch.Tensor]:
+        """Attention [B, H, Q, S] of the question's tokens (the text after the video up to the last prompt token;
+        in training the answer is excluded) and [B, Q] which rows are real (rows are padded with the last one)."""
+        B, S = tokens.valid.shape
+        column = torch.arange(S, device=hidden.device).expand(B, S)
+        visual = (tokens.slot >= 0) & tokens.valid
+        after_video = column > torch.where(visual, column, -1).max(dim=1, keepdim=True).values
+        last = S - 1 - (tokens.answer_tokens if tokens.answer_tokens is not None else torch.zeros(B, dtype=torch.long))
+        rows = after_video & tokens.valid & (column <= last.to(hidden.device)[:, None])
+        Q = max(int(rows.sum(dim=1).max()), 1)
+        index = torch.where(rows, column, S).sort(dim=1).values[:, :Q]
+        queries = index < S
+        index = torch.where(queries, index, last.to(hidden.device)[:, None])
+        causal = column[:, None, :] <= index[:, :, None]
+        probs = query_attention(layer, hidden, pos_emb, index, key_mask=tokens.valid[:, None, :] & causal)
+        return probs, queries
+
     def run_decode(
         self,
         input_ids: torch.Tensor,
@@ -428,10 +504,22 @@ class XCompModel(XCompPreTrainedModel):
         flash = self.config._attn_implementation == "flash_attention_2"
         if not renumber:
             pos_emb = lm.rotary_emb(hidden, cache.next_position[:, None] + step)
+        compressor = compressor_for(self.config)
+        prune_at = compressor.decode_prune_layer(self.config) if cache.key_visual and cache.prompt_complete else None
+        keep = None
         for i, layer in enumerate(lm.layers):
             key_valid = cache.key_valid[i]
             if renumber:
                 pos_emb = lm.rotary_emb(hidden, key_valid.sum(dim=1, keepdim=True) + step)
+            if prune_at is not None and i == prune_at - 1:
+                probs = cached_query_attention(layer, hidden, pos_emb, cache.layers[i].keys, key_valid)
+                visual = cache.key_visual[i]
+                keep, cache.decode_state = compressor.decode_keep(
+                    probs[:, :, -1, : visual.shape[1]].mean(dim=1), visual, cache.decode_state
+                )
+            if keep is not None and i >= prune_at:
+                dropped = cache.key_visual[i] & ~keep
+                key_valid = key_valid & ~F.pad(dropped, (0, key_valid.shape[1] - dropped.shape[1]))
             mask = None
             if flash and not bool(key_valid.all()):  # new tokens last: flash-attn's causal alignment
                 mask = torch.cat([key_valid, new_valid], dim=1).long()
@@ -445,6 +533,7 @@ class XCompModel(XCompPreTrainedModel):
             hidden = layer(hidden, attention_mask=mask, position_embeddings=pos_emb, cache=cache, use_cache=True)
             cache.set_key_valid(i, new_valid)
         cache.next_position = cache.next_position + Q
+        cache.prompt_complete = True
         return lm.norm(hidden)
 
 
@@ -485,6 +574,7 @@ class XCompForCausalLM(XCompPreTrainedModel, GenerationMixin):
         use_cache: bool | None = None,
         logits_to_keep: int = 0,
         output_hidden_states: bool = False,
+        visual_saliency: list[torch.Tensor] | None = None,
         **kwargs,
     ) -> XCompCausalLMOutput:
         """Prefill (prompt with video) or decode (new text tokens against a filled cache).
@@ -499,6 +589,8 @@ class XCompForCausalLM(XCompPreTrainedModel, GenerationMixin):
                 labels, `logits` holds only the [n_supervised, vocab] rows that predict labelled tokens (over
                 the model's own, possibly compact, vocabulary).
             cache: an `XCompCache`; empty (or any empty cache) for prefill, filled for decoding.
+            visual_saliency: with `visual_embeds`, per video [frames * tokens_per_frame] tower saliency of its
+                tokens (`XCompModel.saliency`), for a compressor whose `merge_video` reads it.
             logits_to_keep: if > 0, only compute logits for the last that many positions.
         """
         use_cache = bool(use_cache) or (cache is not None)
@@ -509,15 +601,25 @@ class XCompForCausalLM(XCompPreTrainedModel, GenerationMixin):
             return XCompCausalLMOutput(logits=logits, cache=cache)
         if cache is not None and not isinstance(cache, XCompCache) and cache.get_seq_length() > 0:
             raise XCompError("XComp needs an XCompCache; got a filled cache of another type")
-        if use_cache:
+        if use_cache and not isinstance(cache, XCompCache):  # an empty XCompCache given is filled in place
             cache = XCompCache(config=self.config.text_config)
         if visual_embeds is None and pixel_values is not None:
             if num_frames is None:
                 num_frames = [pixel_values.shape[0]]
-            visual_embeds = self.model.encode_video(pixel_values, [int(n) for n in num_frames])
-        tokens, labels_expanded = self.model.embed_inputs(input_ids, attention_mask, visual_embeds, labels)
+            num_frames = [int(n) for n in num_frames]
+            features = self.model.vision_features(self.model.check_frames(pixel_values, num_frames))
+            visual_embeds = self.model.project(features, num_frames)
+            visual_saliency = self.model.saliency(features, num_frames)
+        groups = None
+        if visual_embeds is not None:
+            dense = torch.tensor([v.shape[0] for v in visual_embeds], device=input_ids.device)
+            visual_embeds, groups = self.model.merge_videos(visual_embeds, visual_saliency)
+        tokens, labels_expanded = self.model.embed_inputs(input_ids, attention_mask, visual_embeds, labels, groups)
+        if visual_embeds is not None:
+            tokens = replace(tokens, dense_visual=dense)
         if cache is not None:
             cache.begin_prefill(tokens.valid, input_ids.shape[1])
+            cache.prompt_complete = True
         tokens, counts, hidden_states = self.model.run_prefill(tokens, cache, output_hidden_states)
         loss = None
         if labels is not None:
@@ -543,7 +645,9 @@ class XCompForCausalLM(XCompPreTrainedModel, GenerationMixin):
         )
 
     @torch.no_grad()
-    def prefill_prefix(self, prefix_ids: torch.Tensor, visual: torch.Tensor) -> XCompCache:
+    def prefill_prefix(
+        self, prefix_ids: torch.Tensor, visual: torch.Tensor, saliency: torch.Tensor | None = None
+    ) -> XCompCache:
         """The K/V of a prompt's part before the question: ``prefix_ids`` [P] (the ids before the video placeholder)
         and the video's ``visual`` tokens, with the compressor's per-layer drops. Under causal attention it does
         not depend on what follows, so `generate` continues it (a `XCompCache.copy` per question) from the full
@@ -552,7 +656,10 @@ class XCompForCausalLM(XCompPreTrainedModel, GenerationMixin):
             raise XCompError(f"{self.config.compression} keeps tokens by the question: its prefix cannot be shared")
         video = torch.tensor([self.config.video_token_id], device=prefix_ids.device)
         ids = torch.cat([prefix_ids.reshape(-1), video])[None]
-        return self(input_ids=ids, visual_embeds=[visual], use_cache=True, logits_to_keep=1).cache
+        saliency = [saliency] if saliency is not None else None
+        cache = self(input_ids=ids, visual_embeds=[visual], visual_saliency=saliency, use_cache=True, logits_to_keep=1).cache
+        cache.prompt_complete = False
+        return cache
 
     def prepare_inputs_for_generation(
         self,
@@ -564,6 +671,7 @@ class XCompForCausalLM(XCompPreTrainedModel, GenerationMixin):
         visual_embeds: list[torch.Tensor] | None = None,
         use_cache: bool | None = True,
         logits_to_keep: int | None = None,
+        visual_saliency: list[torch.Tensor] | None = None,
         **kwargs,
     ) -> dict:
         """The video goes in once (prefill); afterwards only the ids the cache has not seen are fed against it:
@@ -576,6 +684,7 @@ class XCompForCausalLM(XCompPreTrainedModel, GenerationMixin):
             "pixel_values": pixel_values,
             "num_frames": num_frames,
             "visual_embeds": visual_embeds,
+            "visual_saliency": visual_saliency,
             "cache": cache if use_cache else None,
             "use_cache": use_cache,
             "logits_to_keep": 1,

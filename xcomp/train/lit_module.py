@@ -81,14 +81,17 @@ class XCompLitModule(EvaluationModule):
         self.skipped += batch.pop("skipped", 0)
         origins = batch.pop("origins", None)
         if self.feature_cache is not None and origins is not None:
-            batch["visual_embeds"] = self.visual_tokens(batch.pop("pixel_values"), batch.pop("num_frames"), origins)
+            batch["visual_embeds"], batch["visual_saliency"] = self.visual_tokens(
+                batch.pop("pixel_values"), batch.pop("num_frames"), origins
+            )
         output = self.model(**batch)
         self.last = {"loss": output.loss.detach(), **{k: v.detach() for k, v in getattr(output, "accuracy", {}).items()}}
         return output.loss
 
-    def visual_tokens(self, pixels: torch.Tensor, num_frames: list[int], origins: list) -> list[torch.Tensor]:
+    def visual_tokens(self, pixels: torch.Tensor, num_frames: list[int], origins: list) -> tuple[list, list | None]:
         """Each video's LLM tokens: the frozen tower's merged tokens from the feature cache (or computed and
-        stored, keyed as evaluation keys them), then the projector, which trains."""
+        stored, keyed as evaluation keys them), then the projector, which trains; and their tower saliency for a
+        compressor that reads it."""
         inner, cache = self.model.model, self.feature_cache
         kind = pixels.device.type
         tower = next(inner.vision_tower.parameters()).dtype
@@ -105,7 +108,8 @@ class XCompLitModule(EvaluationModule):
                 if key is not None:
                     cache.store(key, found)
             features.append(found.to(frames.device))
-        return inner.project(torch.cat(features), num_frames)
+        features = torch.cat(features)
+        return inner.project(features, num_frames), inner.saliency(features, num_frames)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["skipped"] = self.skipped

@@ -1,0 +1,1 @@
+"""The training-free video token compressors (one module each); `compressors.all_compressors` imports them."""
