@@ -8,12 +8,8 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +19,7 @@ from safetensors.torch import load_file
 
 from tests.conftest import TOKENIZER_DIR, require
 from tests.test_run import ROOT, all_runs, client, compose_run
+from tests.test_run_training import killed_and_rerun
 from xcomp.data.source import DataError
 from xcomp.errors import ConfigError
 from xcomp.model.modeling import IGNORE_INDEX
@@ -283,17 +280,7 @@ def test_the_sct_recipe_runs_on_the_cpu_resumes_after_a_kill_at_the_exact_step_a
     (tmp_path / "mix" / "videos" / "order_00001.mp4").unlink()  # 15 records with their media: 7 steps of 2
     command = [sys.executable, "run.py", "+experiment=recipe/sct_2b", *TINY_SCT, f"train.data.mixture={path}",
                f"paths.root={tmp_path}", f"logger.tracking_uri=sqlite:///{tmp_path}/mlflow.db"]  # fmt: skip
-    job = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                           start_new_session=True)  # fmt: skip
-    deadline = time.time() + 300
-    while not list(tmp_path.glob("outputs/train/*/checkpoints/step_0000002.ckpt")):
-        assert job.poll() is None, job.stderr.read()[-2000:]
-        assert time.time() < deadline
-        time.sleep(0.05)
-    os.killpg(job.pid, signal.SIGKILL)
-    job.wait()
-    assert not list(tmp_path.glob("outputs/train/*/final"))
-    again = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    again = killed_and_rerun(command, tmp_path)
     assert again.returncode == 0, again.stderr[-2000:]
     assert "skipped 1 training records: 1 without their media when read" in again.stdout + again.stderr
     (record,) = all_runs(tmp_path, "recipe_sct_2b")

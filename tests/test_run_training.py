@@ -72,22 +72,28 @@ def test_bad_training_settings_are_one_line_before_any_step(tmp_path, capsys, ov
     assert all(r.info.status == "FAILED" for r in all_runs(tmp_path))
 
 
-def test_a_training_job_killed_after_a_checkpoint_resumes_in_the_same_run(tmp_path):
-    command = [
-        sys.executable, "run.py", *TRAIN, "train.steps=6", *TINY, f"paths.root={tmp_path}",
-        f"logger.tracking_uri=sqlite:///{tmp_path}/mlflow.db",
-    ]  # fmt: skip
+def killed_and_rerun(command: list[str], root) -> subprocess.CompletedProcess:
+    """Start the training job ``command`` (its ``paths.root`` is ``root``), SIGKILL it once it has written the
+    checkpoint of step 2 and before it finished, and run it again to the end."""
     job = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                            start_new_session=True)  # fmt: skip
     deadline = time.time() + 300
-    while not list(tmp_path.glob("outputs/train/*/checkpoints/step_0000002.ckpt")):
+    while not list(root.glob("outputs/train/*/checkpoints/step_0000002.ckpt")):
         assert job.poll() is None, job.stderr.read()[-2000:]
         assert time.time() < deadline
         time.sleep(0.05)
     os.killpg(job.pid, signal.SIGKILL)
     job.wait()
-    assert not list(tmp_path.glob("outputs/train/*/final"))
-    again = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert not list(root.glob("outputs/train/*/final"))
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+
+def test_a_training_job_killed_after_a_checkpoint_resumes_in_the_same_run(tmp_path):
+    command = [
+        sys.executable, "run.py", *TRAIN, "train.steps=6", *TINY, f"paths.root={tmp_path}",
+        f"logger.tracking_uri=sqlite:///{tmp_path}/mlflow.db",
+    ]  # fmt: skip
+    again = killed_and_rerun(command, tmp_path)
     assert again.returncode == 0, again.stderr[-2000:]
     (record,) = all_runs(tmp_path)
     assert record.info.status == "FINISHED"
