@@ -170,6 +170,8 @@ def run(cfg: DictConfig) -> float | list[float]:
             if not primary:
                 return math.nan
         metrics["seconds.job"] = time.perf_counter() - start
+        if "budget" in ran_with:  # the share of dense token-layers a budgeted method spent, beside what it measured
+            metrics["budget"] = float(ran_with["budget"])
         if tracker is not None:
             client = tracker.client
             for key, value in ran_with.items():

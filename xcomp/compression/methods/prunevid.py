@@ -148,7 +148,10 @@ class PruneVid(BudgetedCompressor):
         return keep, hidden
 
     def visual_per_layer(self, config, num_frames):
+        """Stage one expected to keep the cluster ratio's share (static merging, which depends on the video, aside),
+        and the pruning layer the rest of the budget."""
         n = num_frames * config.tokens_per_frame
         K, L = self.prune_layer(config), config.num_layers
-        after = round((self.budget * n * L - n * K) / (L - K))
-        return [n if i < K else max(after, 0) for i in range(L)]
+        entering = round(n * self.clusters(config))
+        after = round(self.alpha_for(entering, n, L, K) * entering)
+        return [entering if i < K else after for i in range(L)]
