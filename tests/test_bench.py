@@ -9,7 +9,9 @@ import json
 
 import pytest
 
-from xcomp.bench.compression import MEASURED_COLUMNS, METHODS, RATIO_COLUMNS, expected_scoring_flops
+from xcomp.bench.arguments import METHODS
+from xcomp.bench.compression import expected_scoring_flops
+from xcomp.bench.results import MEASURED_COLUMNS, RATIO_COLUMNS
 from xcomp.cli import main
 from xcomp.compression.qc_comp import QCCompConfig
 from xcomp.model.configuration import XCompConfig

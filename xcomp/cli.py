@@ -317,7 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_synth_arguments(synth)
     synth.set_defaults(func=cmd_synth)
 
-    from xcomp.bench.compression import add_arguments as add_bench_arguments
+    from xcomp.bench.arguments import add_arguments as add_bench_arguments
 
     bench = sub.add_parser("bench", help="efficiency benchmark: what each compression method buys, per stage")
     add_bench_arguments(bench)

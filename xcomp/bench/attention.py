@@ -17,7 +17,8 @@ import argparse
 
 import torch
 
-from xcomp.bench.compression import DTYPES, bench_config, build_model, measure
+from xcomp.bench.measure import measure
+from xcomp.bench.models import DTYPES, bench_config, build_model
 from xcomp.errors import XCompError
 from xcomp.model.attention import ATTN_IMPLEMENTATIONS, check_attn_implementation, use_attn_implementation
 

@@ -13,7 +13,7 @@ number of videos.
     python -m xcomp.bench.evaluation --shape real --frames 512 --device cuda --dtype bf16 --attn flash_attention_2
 
 ``tiny``: the shipped models (xcomp_tiny for LP-Comp, base_tiny for the heuristic). ``real``: the
-VideoChat-Flash-2B shape with random weights (`xcomp.bench.compression.build_model`), one set of weights for both
+VideoChat-Flash-2B shape with random weights (`xcomp.bench.models.build_model`), one set of weights for both
 arms, so they share the frozen tower's features as an SCT-tuned model and its base do.
 """
 
@@ -30,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-from xcomp.bench.compression import DTYPES
+from xcomp.bench.models import DTYPES
 
 ARMS = (
     ("lp", "lp_comp", 8), ("lp", "lp_comp", 16), ("heuristic", "uniform_drop", 8), ("heuristic", "uniform_drop", 16),
@@ -70,7 +70,7 @@ def models(shape: str, device: str = "cpu", dtype: str = "fp32", attn: str = "sd
             model = load_model(path, attn, compression=name).to(device, DTYPES[dtype])
             out[name] = (model, XCompProcessor.from_pretrained(path, image_size=64), model.config)
         return out
-    from xcomp.bench.compression import REAL_CONFIG, bench_config, build_model
+    from xcomp.bench.models import REAL_CONFIG, bench_config, build_model
 
     config = bench_config("real")
     model = build_model(config, torch.device(device), DTYPES[dtype], attn, seed=seed)
@@ -80,7 +80,7 @@ def models(shape: str, device: str = "cpu", dtype: str = "fp32", attn: str = "sd
 
 def run_arm(arms: dict, compressor: str, seg_len: int, eval_suite, reuse: bool, cache):
     """Answer the suite with one arm; returns (records, seconds)."""
-    from xcomp.bench.compression import compression
+    from xcomp.bench.models import compression
     from xcomp.compression.selectors import AllFrames, QCComp
     from xcomp.evaluation.runner import answer_suite
     from xcomp.pipeline import XCompPipeline

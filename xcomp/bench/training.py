@@ -10,7 +10,7 @@ the training loop's own clock, `StepLog`'s ``seconds``), its ratio to the first 
     python -m xcomp.bench.training --shape real --frames 256 --steps 4 --device cuda   # 2B shape, random weights, bf16
 
 ``tiny``: the shipped xcomp_tiny model (64 px). ``real``: the VideoChat-Flash-2B shape with random weights
-(`xcomp.bench.compression.build_model`), 448 px frames, bf16 autocast, gradient checkpointing.
+(`xcomp.bench.models.build_model`), 448 px frames, bf16 autocast, gradient checkpointing.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ def model_and_processor(shape: str, device: str):
 
         path = shipped_model("xcomp_tiny")
         return load_model(path), XCompProcessor.from_pretrained(path, image_size=64)
-    from xcomp.bench.compression import REAL_CONFIG, bench_config, build_model
+    from xcomp.bench.models import REAL_CONFIG, bench_config, build_model
 
     model = build_model(bench_config("real"), torch.device(device), torch.float32, seed=0)
     return model, XCompProcessor.from_pretrained(REAL_CONFIG.parents[1] / "qwen2_5_tokenizer", image_size=448)
