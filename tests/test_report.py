@@ -110,6 +110,17 @@ def test_a_relative_store_is_read_from_where_report_was_asked(sweep, tmp_path, m
                   "--out", str(tmp_path / "relative"))  # fmt: skip
     assert res.returncode == 0, res.stderr[-2000:]
     assert not (tmp_path / "relative" / "mlflow.db").exists()
+    for name in ("report.md", "report.ipynb"):  # the store is named as asked, not by this machine's path
+        text = (tmp_path / "relative" / name).read_text()
+        assert str(root) not in text and "sqlite:///mlflow.db" in text
+
+
+def test_committed_reports_name_no_path_of_the_machine_that_made_them():
+    files = [*ROOT.glob("reports/*/report.md"), *ROOT.glob("reports/*/report.ipynb")]
+    assert files
+    for file in files:
+        text = file.read_text()
+        assert "/work/" not in text and "/tmp/" not in text and "/home/" not in text, file
 
 
 def test_report_of_an_unknown_experiment_is_one_line(sweep, capsys):

@@ -57,8 +57,18 @@ def render(notebook: str, output_dir: str | Path, parameters: dict) -> Path:
     node = nbformat.read(executed, as_version=4)
     for cell in node.cells:  # library warnings printed while it ran are not part of the report
         cell["outputs"] = [o for o in cell.get("outputs", []) if o.get("name") != "stderr"]
+    node = nbformat.reads(relative(nbformat.writes(node)), as_version=4)
+    nbformat.write(node, executed)
     exporter = MarkdownExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
     body, _ = exporter.from_notebook_node(node)
     report = output_dir / "report.md"
     report.write_text(body.strip() + "\n")
     return report
+
+
+def relative(text: str) -> str:
+    """``text`` with the paths of this machine's project (the working directory, the repository) written relative
+    to it (``sqlite:////home/me/xcomp/mlflow.db`` -> ``sqlite:///mlflow.db``): a committed report names no machine."""
+    for root in dict.fromkeys([Path.cwd().resolve(), NOTEBOOKS.parent]):
+        text = text.replace(f"{root}/", "").replace(str(root), ".")
+    return text
