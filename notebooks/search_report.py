@@ -17,15 +17,18 @@
 # Rendered at the end of `python run.py +experiment=NAME` or again by `xcomp report NAME`.
 
 # %% tags=["parameters"]
+# xcomp.reporting.parameters.ReportParameters: the same names and defaults in every notebook (tests/test_report.py)
 tracking_uri = "sqlite:///mlflow.db"  # MLflow store holding the search
 experiment = "xcomp"  # MLflow experiment name
 sweep = ""  # the search's parent run id
-title = "Search report"  # heading of the report
+title = "Sweep report"  # heading of the report (the search experiment names its own)
 command = ""  # the command that made the search
 claims = "[]"  # JSON list of the experiment's claims (xcomp.reporting.verdict.Claim fields)
 chance = 0.25  # accuracy of guessing (four options per question)
 cost = "token_layers_ratio"  # the cost metric of the fronts (on the test suite; `val.<cost>` on validation)
 numbers = "[]"  # unused here (the sweep notebook's curves); accepted so both notebooks take the same parameters
+rerun_of = ""  # unused here (the sweep notebook's reruns); every notebook takes the same parameters
+original = ""  # unused here, as rerun_of
 reference = 0  # trial number of the reference point (the sweeper's first enqueued parameters)
 output_dir = "."  # where report.md and its PNGs go
 

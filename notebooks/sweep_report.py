@@ -18,6 +18,7 @@
 # `python run.py +experiment=NAME` or again by `xcomp report NAME`.
 
 # %% tags=["parameters"]
+# xcomp.reporting.parameters.ReportParameters: the same names and defaults in every notebook (tests/test_report.py)
 tracking_uri = "sqlite:///mlflow.db"  # MLflow store holding the sweep
 experiment = "xcomp"  # MLflow experiment name
 sweep = ""  # the sweep's parent run id
@@ -29,6 +30,7 @@ cost = "token_layers_ratio"  # the cost metric of the accuracy-vs-cost plot and 
 numbers = "[]"  # JSON list of logged config values (train.data.fraction, ...) to draw accuracy curves over
 rerun_of = ""  # the report this sweep repeats (e.g. on a fresh data seed), "" for none
 original = ""  # that report's sweep (parent run id), whose arms are compared with these
+reference = 0  # unused here (a search's reference trial); every notebook takes the same parameters
 output_dir = "."  # where report.md and its PNGs go
 
 # %%

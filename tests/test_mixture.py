@@ -79,6 +79,7 @@ def test_percentages_round_up_slices_are_disjoint_and_a_fraction_is_accepted():
     assert parts == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11]]
     assert select(rows, "first:2.5%", random.Random(0)) == [0]  # ceil(0.925): the published int("2.5") fails
     assert select(rows, "end:2.5%", random.Random(0)) == [36]
+    assert len(select(list(range(3000)), "first:1.1%", random.Random(0))) == 33  # exactly, not float's 34
 
 
 @pytest.mark.parametrize("strategy", ["first", "all:3", "middle:2", "first:0", "end:0%", "first:x%", "random:-1"])
@@ -154,6 +155,8 @@ def test_missing_media_are_counted_and_left_out_and_data_check_reports_them(tmp_
     assert "count_00000.mp4" in facts["missing"]
     assert main([*args, "--allow-missing"]) == 0
     capsys.readouterr()
+    # what a run trained on is part of its record: a resume after media appeared or vanished is refused
+    assert data.record()["trained_on"] != source(mixture(tmp_path / "whole")).record()["trained_on"]
     path.write_text(path.read_text().replace("sampling_strategy: all", "sampling_strategy: first:50%"))
     assert main([*args, "--allow-missing"]) == 0
     facts = dict(line.split(": ", 1) for line in capsys.readouterr().out.splitlines())

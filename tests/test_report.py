@@ -199,3 +199,22 @@ def test_the_schedule_search_experiment_tries_the_cosine_first_and_reports_its_f
     trials = optuna.load_study(study_name="schedule_search", storage=f"sqlite:///{tmp_path}/optuna.db").trials
     repeats = sum("duplicate_of" in t.user_attrs for t in trials)  # the report counts the study's trials, not runs
     assert f"the study has {len(trials)} trials, {repeats} of them repeats" in text.replace("\n", " ")
+
+
+@pytest.mark.parametrize("notebook", ["sweep_report", "search_report"])
+def test_each_notebook_declares_the_report_parameters(notebook):
+    """A notebook's `parameters` cell holds exactly `ReportParameters`' names and defaults, so one declaration says
+    what every report is given (a parameter added to one notebook and not the dataclass fails here)."""
+    import dataclasses
+
+    import jupytext
+
+    from xcomp.reporting.parameters import ReportParameters
+
+    cells = jupytext.read(ROOT / "notebooks" / f"{notebook}.py").cells
+    (cell,) = [c for c in cells if "parameters" in c.metadata.get("tags", [])]
+    declared: dict = {}
+    exec(cell.source, {}, declared)
+    expected = {f.name: f.default for f in dataclasses.fields(ReportParameters)}
+    assert declared == expected
+

@@ -230,7 +230,7 @@ class XCompPipeline:
         selected = visual.view(N, T, -1)[kept.to(visual.device)].flatten(0, 1)
         saliency = None
         if encoded.saliency is not None:
-            saliency = [encoded.saliency.view(N, T)[kept.to(visual.device)].flatten()]
+            saliency = [encoded.saliency.view(N, -1)[kept.to(visual.device)].flatten()]
         if shared and k == N and not compressor_for(self.model.config).reads_question:
             prefix = split_prompt(ids, self.processor.video_token_id)[0]
             generate_kwargs["cache"] = encoded.prefix_cache(self.model, prefix).copy()  # the video's prefill, once
@@ -340,9 +340,9 @@ class XCompPipeline:
                 cache.store(key, features)
         features = features.to(param.device, param.dtype)
         visual = inner.project(features, [len(frames)])[0]
-        saliency = inner.saliency(features, [len(frames)])
+        saliency = inner.saliency(features, [len(frames)])  # per tower token: tokens_per_frame per frame
+        saliency = saliency[0][: N * self.model.config.tokens_per_frame] if saliency is not None else None
         T = inner.visual_tokens_per_frame
-        saliency = saliency[0][: N * T] if saliency is not None else None
         return Encoded(visual[: N * T], len(frames), time.perf_counter() - t0, saliency=saliency)
 
     def _check_context(self, prompt_tokens: int, kept_frames: int, max_new_tokens: int) -> None:

@@ -17,6 +17,7 @@ from omegaconf import MISSING
 
 from xcomp.data.source import all_sources
 from xcomp.experiment.components import source_schema
+from xcomp.reporting.parameters import ReportParameters
 from xcomp.reporting.verdict import Claim
 from xcomp.train.config import TrainConfig, TrainerConfig
 from xcomp.train.sources.source import all_train_sources
@@ -115,11 +116,11 @@ class ReportConfig:
     """Report folder under `paths.reports` (an experiment names its own)."""
     notebook: str = "sweep_report"
     """Notebook in notebooks/ (jupytext percent .py with a `parameters` cell) that renders it."""
-    title: str = "Sweep report"
+    title: str = ReportParameters.title
     """The report's heading."""
     claims: list[Claim] = field(default_factory=list)
     """What the experiment claims; the report opens with each one's verdict (`xcomp.reporting.verdict`)."""
-    cost: str = "token_layers_ratio"
+    cost: str = ReportParameters.cost
     """Cost metric of the accuracy-vs-cost plot (token_layers when arms sample different frame counts)."""
     numbers: list[str] = field(default_factory=list)
     """Logged config values (e.g. train.data.fraction) the report draws accuracy curves over."""

@@ -72,5 +72,7 @@ class XCompCache(DynamicCache):
     def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
         super().reorder_cache(beam_idx)
         self.key_valid = [v.index_select(0, beam_idx) if v is not None else None for v in self.key_valid]
+        self.key_visual = [v.index_select(0, beam_idx) for v in self.key_visual]
+        self.decode_state = None  # the beams' selections are made again
         if self.next_position is not None:
             self.next_position = self.next_position.index_select(0, beam_idx)

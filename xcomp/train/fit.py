@@ -149,7 +149,7 @@ def fit(
 
 def _unsharded(cache: FeatureCache | None, strategy: str) -> FeatureCache | None:
     """The feature cache, unless the strategy shards parameters (FSDP, ZeRO-3), where the tower cannot run alone."""
-    if cache is not None and ("fsdp" in strategy or strategy.endswith("stage_3")):
+    if cache is not None and ("fsdp" in strategy or "stage_3" in strategy):
         log.warning("the feature cache is not used for training under %s (sharded parameters)", strategy)
         return None
     return cache

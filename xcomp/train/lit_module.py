@@ -112,10 +112,13 @@ class XCompLitModule(EvaluationModule):
         return inner.project(features, num_frames), inner.saliency(features, num_frames)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["skipped"] = self.skipped
+        """The records skipped so far by all processes (every rank saves; rank 0's file is written)."""
+        total = self.trainer.strategy.reduce(torch.tensor(float(self.skipped), device=self.device), reduce_op="sum")
+        checkpoint["skipped"] = int(total.item())
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        self.skipped = checkpoint.get("skipped", 0)
+        """The total goes to rank 0 (the others start from 0), so that the run's sum stays the total."""
+        self.skipped = checkpoint.get("skipped", 0) if self.global_rank == 0 else 0
 
     def configure_optimizers(self):
         # The schedule's length is `steps`, not `trainer.estimated_stepping_batches`: reading that here builds the

@@ -18,8 +18,10 @@ from `budget` (the share a window keeps, (1 + 3 x kept / 16) / 4, is the budget;
 Kept tokens stay in their order (the original leaves them in similarity order). Where the original applies the
 second pass to every window but the last (``range(0, T - 4, 4)``), every window is pruned here; and a step whose
 attention is similar to the previous one's reuses the previous selection (the original then attends to the whole
-cache, which is what the paper's dynamic pruning avoids). TTM runs on the frames given to the LLM (after QC-Comp's
-selection); the KV pruning changes decoding only, so the first answer token is unaffected.
+cache, which is what the paper's dynamic pruning avoids); the selection is compared with the attention it was made
+from, per sample. TTM runs on the frames given to the LLM (after QC-Comp's selection); the KV pruning changes
+generation only (not the first answer token, teacher-forced option scoring or training), and the accounting's
+decode cost assumes it.
 """
 
 from __future__ import annotations
@@ -73,6 +75,8 @@ class DyCoke(BudgetedCompressor):
             raise ConfigError(f"dycoke cannot reach budget {self.budget:.3f}: TTM keeps every window's first frame (1/4)")
         if not 0 <= self.prune < 1 or not 0 <= self.gate <= 1:
             raise ConfigError("dycoke: prune must be in [0, 1) and gate in [0, 1]")
+        if not 1 <= self.decode_prune_layer(config) < config.num_layers:
+            raise ConfigError(f"dycoke: layer must be in [1, {config.num_layers}) (it reads the layer before)")
 
     def merge_video(self, tokens, tokens_per_frame, saliency, config):
         frames = tokens.view(-1, tokens_per_frame, tokens.shape[-1])
@@ -96,13 +100,18 @@ class DyCoke(BudgetedCompressor):
         ]
 
     def decode_keep(self, attention, visual, state):
+        """Per sample: the previous selection while the attention stays as similar as `gate` to the attention it
+        was made from, else the ``1 - prune`` most attended visual keys (and this attention is remembered)."""
         attention = attention.masked_fill(~visual, 0)
-        if state is not None:
-            previous, keep = state
-            if bool((F.cosine_similarity(attention, previous, dim=1) >= self.gate).all()):
-                return keep, (attention, keep)
-        keep = torch.zeros_like(visual)
-        for b in range(len(visual)):
+        if state is None:
+            reference, keep = attention.clone(), torch.zeros_like(visual)
+            again = torch.ones(len(visual), dtype=torch.bool, device=visual.device)
+        else:
+            reference, keep = state[0].clone(), state[1].clone()
+            again = F.cosine_similarity(attention, reference, dim=1) < self.gate
+        for b in again.nonzero().flatten().tolist():
             n = math.ceil(int(visual[b].sum()) * (1 - self.prune))
+            keep[b] = False
             keep[b, attention[b].masked_fill(~visual[b], -1).topk(n).indices] = True
-        return keep, (attention, keep)
+            reference[b] = attention[b]
+        return keep, (reference, keep)

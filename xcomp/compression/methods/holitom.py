@@ -62,9 +62,10 @@ def windows(match: torch.Tensor, similarity: torch.Tensor, frames: int, tau: flo
     """The [start, end] windows (inclusive) that save the most tokens (static tokens x (frames - 1)), by dynamic
     programming over the video."""
     saving = {}
-    for s in range(frames - 1):
-        for e, alive in static_from(match, similarity, s, tau, longest):
-            saving[s, e] = int(alive.sum()) * (e - s)
+    for s in range(frames - 1):  # one device sync per start frame
+        ends, counts = zip(*((e, alive.sum()) for e, alive in static_from(match, similarity, s, tau, longest)))
+        for e, count in zip(ends, torch.stack(counts).tolist()):
+            saving[s, e] = count * (e - s)
     best, choice = [0] * (frames + 1), [1] * (frames + 1)
     for i in range(1, frames + 1):
         best[i] = best[i - 1]
@@ -109,6 +110,8 @@ class HoliTom(BudgetedCompressor):
 
     def validate(self, config):
         super().validate(config)
+        if not 1 <= self.merge_layer(config) < config.num_layers:
+            raise ConfigError(f"holitom: layer must be in [1, {config.num_layers}) (it reads the layer before)")
         if not 0 < self.merge_ratio < 1:
             raise ConfigError(f"holitom: merge_ratio must be in (0, 1), got {self.merge_ratio}")
         if self.retention(config) > 1:

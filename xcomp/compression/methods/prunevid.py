@@ -33,6 +33,7 @@ import torch
 
 from xcomp.compression.compressors import BudgetedCompressor
 from xcomp.compression.video_tokens import best_match, dpc_knn
+from xcomp.errors import ConfigError
 
 
 def contiguous(assign: list[int]) -> list[tuple[int, int]]:
@@ -86,6 +87,11 @@ class PruneVid(BudgetedCompressor):
 
     def prune_layer(self, config) -> int:
         return self.layer if self.layer is not None else self.scaled_layer(10, 32, config)
+
+    def validate(self, config):
+        super().validate(config)
+        if not 1 <= self.prune_layer(config) < config.num_layers:
+            raise ConfigError(f"prunevid: layer must be in [1, {config.num_layers}) (it reads the layer before)")
 
     def reduce_layers(self, config):
         return (self.prune_layer(config),)

@@ -28,6 +28,7 @@ import logging
 import math
 import random
 from dataclasses import dataclass
+from fractions import Fraction
 from functools import cached_property
 from pathlib import Path
 
@@ -53,7 +54,7 @@ MAX_UNREADABLE = 16
 """Records in a row that may fail to decode before training stops (more means the media are broken, not a file)."""
 
 
-def parse_strategy(strategy: str) -> tuple[str, int | float | None, bool]:
+def parse_strategy(strategy: str) -> tuple[str, int | Fraction | None, bool]:
     """``strategy`` as (name, amount, whether the amount is a percentage); one line for a malformed one."""
     name, _, amount = str(strategy).partition(":")
     if name not in STRATEGIES or (name == "all") != (amount == ""):
@@ -63,9 +64,9 @@ def parse_strategy(strategy: str) -> tuple[str, int | float | None, bool]:
         return name, None, False
     percent = amount.endswith("%")
     text = amount[:-1].strip() if percent else amount.strip()
-    try:  # an integer percentage stays one, so that P * n / 100 is computed as the published code does
-        value = int(text) if text.isdigit() or not percent else float(text)
-    except ValueError:
+    try:  # an integer stays one, so that P * n / 100 is computed as the published code does; a fraction is exact
+        value = int(text) if text.isdigit() or not percent else Fraction(text)
+    except (ValueError, ZeroDivisionError):
         raise ConfigError(f"sampling_strategy {strategy!r}: {amount!r} is not a count or a percentage") from None
     if not value > 0:
         raise ConfigError(f"sampling_strategy {strategy!r} takes no records")
@@ -228,7 +229,9 @@ class MixtureData(TrainSource):
                 log.warning("skipped record %s: %s", record.id, error)
                 continue
             (question, answer), *follow_ups = record.turns
-            return QASample(frames, question, answer, None, duration, follow_ups, k, origin)
+            # record i is counted when it is the one that failed (a record after it that failed too is counted
+            # when it is drawn itself), once per epoch
+            return QASample(frames, question, answer, None, duration, follow_ups, int(k > 0), origin)
         raise DataError(f"{MAX_UNREADABLE} records in a row from record {records[i].id} on could not be decoded")
 
     def _media(self, record: Conversation) -> tuple[np.ndarray, float | None, tuple | None]:
@@ -243,6 +246,13 @@ class MixtureData(TrainSource):
             return video.frames, video.duration, (video.source, video.indices)
         images = np.stack([read_image(Path(p), self.image_size) for p in record.paths])
         return np.repeat(images, self.clip, axis=0), None, None
+
+    def record(self) -> dict:
+        """The settings and a digest of the records trained on: a resume whose media changed (found or lost since)
+        would draw other samples at the same steps, and is refused instead."""
+        from xcomp.tracking import fingerprint
+
+        return {**super().record(), "trained_on": fingerprint({"ids": [c.id for c in self.conversations]})}
 
     def facts(self) -> tuple[list[tuple[str, str]], int]:
         kept, counts = self._read
