@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from xcomp.errors import ConfigError, XCompError
-from xcomp.experiment import suites
+from xcomp.experiment import outcome, suites
 from xcomp.experiment.callbacks import PARENT_FILE
 from xcomp.experiment.components import build
 from xcomp.model.attention import check_attn_implementation
@@ -250,38 +250,11 @@ def evaluate(cfg: DictConfig, compressor, fields: dict) -> tuple[dict[str, float
     model = model.to({"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.dtype])
     evaluation = SuiteEvaluation(
         processor, selector=build(cfg.select), system=compressor.name, max_new_tokens=cfg.max_new_tokens, test=suite,
-        reuse=cfg.reuse, feature_cache=feature_cache(cfg), workers=cfg.eval.workers,
+        reuse=cfg.reuse, feature_cache=outcome.feature_cache(cfg), workers=cfg.eval.workers,
     )  # fmt: skip
     accelerator = "gpu" if device(cfg) == "cuda" else "cpu"
     test(model, evaluation, accelerator=accelerator, strategy=cfg.trainer.strategy, progress=cfg.progress)
-    return scored(cfg, evaluation.metrics), prediction_rows(evaluation.records), used(model.config)
-
-
-def feature_cache(cfg: DictConfig, backend: str | None = None):
-    """The job's vision feature cache (`cache.features`, with `reuse`), or None; its entries are of frames decoded
-    by ``backend`` (default: the job's ``video.backend``)."""
-    from xcomp.evaluation.features import FeatureCache
-
-    if not cfg.cache.features or not cfg.reuse:  # reuse=false is the reference path: nothing kept
-        return None
-    if cfg.cache.max_gb <= 0:
-        raise ConfigError(f"cache.max_gb must be > 0, got {cfg.cache.max_gb}")
-    return FeatureCache(cfg.cache.dir, int(cfg.cache.max_gb * 2**30), context={"backend": backend or cfg.video.backend})
-
-
-def scored(cfg: DictConfig, metrics: dict[str, float]) -> dict[str, float]:
-    """The job's metrics under their names: ``val.``-prefixed when it was scored on validation (`test=false`)."""
-    return metrics if cfg.test else {f"val.{k}": v for k, v in metrics.items()}
-
-
-def used(config) -> dict[str, str]:
-    """Tags saying what a model ran with: its compression and per-layer schedule, and the budget a budgeted
-    method spent (`BudgetedCompressor`: the run's ``budget`` or LP-Comp's share)."""
-    from xcomp.compression.compressors import compressor_for
-
-    tags = {"compression": config.compression, "schedule.kept": json.dumps(config.compression_schedule().kept)}
-    budget = getattr(compressor_for(config), "budget", None)
-    return {**tags, "budget": f"{budget:.4f}"} if budget is not None else tags
+    return outcome.scored(cfg, evaluation.metrics), prediction_rows(evaluation.records), outcome.used(model.config)
 
 
 def _primary_process() -> bool:

@@ -57,7 +57,7 @@ def train(
     from xcomp.evaluation.runner import prediction_rows
     from xcomp.experiment import suites
     from xcomp.experiment.components import build
-    from xcomp.experiment.job import feature_cache, scored, used
+    from xcomp.experiment.outcome import feature_cache, scored, used
     from xcomp.model.convert import load_config
     from xcomp.train.recipe import run
 
