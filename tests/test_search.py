@@ -178,7 +178,7 @@ def test_a_search_config_overrides_the_primary_defaults(tmp_path):
 
 
 def test_the_cluster_launcher_is_configured(tmp_path):
-    """SLURM cannot run here: the submitit_slurm launcher of the README's cluster recipe composes with its settings."""
+    """SLURM cannot run here: the submitit_slurm launcher of the cluster recipe of docs/scale.md composes with its settings."""
     from tests.test_run import compose_run
 
     cfg = compose_run(tmp_path, "search=schedule", "hydra/launcher=submitit_slurm", "hydra.launcher.partition=gpu",
