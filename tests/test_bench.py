@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from xcomp.bench.arguments import METHODS
+from xcomp.bench.arguments import method_names
 from xcomp.bench.compression import expected_scoring_flops
 from xcomp.bench.results import MEASURED_COLUMNS, RATIO_COLUMNS
 from xcomp.cli import main
@@ -42,18 +42,22 @@ def test_tables_have_every_row_and_column(run):
     for column in MEASURED_COLUMNS + RATIO_COLUMNS:
         assert f"| {column} |" in text or f"| {column} " in text
     rows = {(r["frames"], r["method"]) for r in data["rows"]}
-    assert rows == {(n, m) for n in FRAMES for m in METHODS}
+    assert rows == {(n, m) for n in FRAMES for m in method_names()}
     body = [
         line for line in text.splitlines() if line.startswith("| ") and line.split("|")[1].strip().isdigit()
     ]
-    assert len(body) == 2 * len(FRAMES) * len(METHODS)  # measured + ratio table
+    assert len(body) == 2 * len(FRAMES) * len(method_names())  # measured + ratio table
     assert "command: `xcomp bench --shape tiny" in text and "torch" in text and "device:" in text
     assert plot.stat().st_size > 0
 
 
 def test_measured_tokens_and_kv_bytes_match_the_accounting(run):
     _, data, _ = run
+    from xcomp.compression.compressors import all_compressors
+
     for r in data["rows"]:
+        if r["method"] in all_compressors() and all_compressors()[r["method"]].input_dependent:
+            continue  # its counts depend on the video: `visual_per_layer` is an expectation
         assert r["tokens_per_layer"] == r["analytic"]["tokens_per_layer"], r["method"]
         assert r["kv_bytes"] == r["analytic"]["kv_cache_bytes"], r["method"]
         assert r["prefill_s"] > 0 and r["decode_s"] > 0 and r["peak_bytes"] > 0
@@ -81,4 +85,33 @@ def test_analytic_ratios_are_consistent(run):
 def test_analytic_mode_builds_no_model(capsys):
     assert main(["bench", "--shape", "tiny", "--frames", "4096", "--analytic"]) == 0
     out = capsys.readouterr().out
-    assert all(f"| 4096 | {m} |" in out for m in METHODS)
+    assert all(f"| 4096 | {m} |" in out for m in method_names())
+
+
+@pytest.fixture
+def new_compressor():
+    """A compressor defined only in this test file (LP-Comp's suffix under another name), unregistered after."""
+    from dataclasses import dataclass
+    from typing import ClassVar
+
+    from xcomp.compression.compressors import COMPRESSORS, LPComp
+
+    @dataclass
+    class SuffixAgain(LPComp):
+        name: ClassVar[str] = "test_suffix_again"
+
+    yield SuffixAgain.name
+    COMPRESSORS.pop(SuffixAgain.name)
+
+
+def test_a_new_compressor_appears_in_bench_and_info_without_other_edits(new_compressor, tmp_path, capsys):
+    from xcomp.shipped import shipped_model
+
+    assert main(["info", "--config", shipped_model("base_tiny"), "--frames", "16"]) == 0
+    assert f"{new_compressor}:" in capsys.readouterr().out
+    argv = ["bench", "--shape", "tiny", "--frames", "8", "--skip-video", "--warmup", "0", "--repeats", "1",
+            "--decode-tokens", "1", "--threads", "1", "--json", str(tmp_path / "b.json")]  # fmt: skip
+    assert main(argv) == 0
+    rows = json.loads((tmp_path / "b.json").read_text())["rows"]
+    assert any(r["method"] == new_compressor for r in rows)
+

@@ -42,7 +42,9 @@ def cmd_info(args: argparse.Namespace) -> int:
     )
     counts = parameter_counts(config)
     print("parameters: " + ", ".join(f"{k} {v / 1e6:,.1f}M" for k, v in counts.items()))
-    methods = args.methods or ["dense", "lp_comp"]
+    from xcomp.compression.compressors import all_compressors
+
+    methods = args.methods or ["dense", *sorted(set(all_compressors()) - {"dense"})]
     costs = {}
     for method in methods:
         fields = {"compression": method}

@@ -12,13 +12,10 @@ from xcomp.bench.models import DTYPES, REAL_CONFIG
 from xcomp.compression.qc_comp import QCCompConfig
 from xcomp.errors import ConfigError
 
-METHODS = ("dense", "pre_pool", "uniform_drop", "lp_comp", "lp_comp+qc")
-"""The default benchmark rows; 'lp_comp+qc' scores all frames with QC-Comp and answers from the kept ones with
-LP-Comp. Any registered compressor is a row too (`method_names`)."""
-
 
 def method_names() -> list[str]:
-    """Every row the benchmark can run: the registered compressors, then 'lp_comp+qc'."""
+    """Every row the benchmark runs by default: the registered compressors (a new one is a row without edits),
+    then 'lp_comp+qc', which scores all frames with QC-Comp and answers from the kept ones with LP-Comp."""
     from xcomp.compression.compressors import all_compressors
 
     return [*sorted(all_compressors()), "lp_comp+qc"]
@@ -47,10 +44,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--methods",
         nargs="+",
         choices=method_names(),
-        default=list(METHODS),
         metavar="METHOD",
-        help=f"rows to run, of {', '.join(method_names())} (default: {' '.join(METHODS)}; dense is always run: "
-        "every ratio is to dense)",
+        help=f"rows to run, of {', '.join(method_names())} (default: all; dense is always run: every ratio is to "
+        "dense)",
     )
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:i]")
     parser.add_argument(
@@ -132,6 +128,8 @@ def resolve_defaults(args: argparse.Namespace) -> None:
         args.warmup = 0 if slow else 1
     if args.repeats is None:
         args.repeats = 1 if slow else 3
+    if args.methods is None:
+        args.methods = method_names()
     if "dense" not in args.methods:
         args.methods = ["dense", *args.methods]
     args.methods = [m for m in method_names() if m in args.methods]

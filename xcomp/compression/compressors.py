@@ -42,6 +42,9 @@ class TokenCompressor:
     """Whether `merge_video` reads each token's saliency in the vision tower (`video_tokens.tower_attention`)."""
     reduces_in_llm: ClassVar[bool] = False
     """Whether `reduce_in_llm` runs before the layers of `reduce_layers`."""
+    input_dependent: ClassVar[bool] = False
+    """Whether how many tokens it keeps depends on the video (then `visual_per_layer` is an expectation, and an
+    answer counts what its prefill kept)."""
 
     @property
     def reads_question(self) -> bool:

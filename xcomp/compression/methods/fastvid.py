@@ -60,6 +60,7 @@ class FastVID(BudgetedCompressor):
     """Dynamic temporal segments, then salient plus density-peak context tokens per segment, before the LLM."""
 
     name: ClassVar[str] = "fastvid"
+    input_dependent: ClassVar[bool] = True
     needs_saliency: ClassVar[bool] = True
     segments: int = 8
     """Fewest segments (DySeg's c)."""

@@ -85,6 +85,7 @@ class HoliTom(BudgetedCompressor):
     """Global temporal windows, static tokens merged over each, then merging inside the LLM."""
 
     name: ClassVar[str] = "holitom"
+    input_dependent: ClassVar[bool] = True
     needs_saliency: ClassVar[bool] = True
     reduces_in_llm: ClassVar[bool] = True
     tau: float = 0.8

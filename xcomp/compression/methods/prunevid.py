@@ -68,6 +68,7 @@ class PruneVid(BudgetedCompressor):
     """Static tokens merged per segment before the LLM, question-attended tokens kept inside it."""
 
     name: ClassVar[str] = "prunevid"
+    input_dependent: ClassVar[bool] = True
     reduces_in_llm: ClassVar[bool] = True
     tau: float = 0.8
     """A token is static in a segment when its mean similarity to its matches exceeds this."""
