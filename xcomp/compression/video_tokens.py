@@ -53,6 +53,15 @@ def merge_into(centres: torch.Tensor, members: torch.Tensor, assign: torch.Tenso
     return torch.where(counts[:, None] > 0, w * centres + (1 - w) * mean, centres)
 
 
+def cluster(tokens: torch.Tensor, count: int, knn: int, beta: float) -> torch.Tensor:
+    """``tokens`` [n, D] reduced to the ``count`` DPC-KNN centres, every other token merged into its nearest one
+    (`merge_into`; with beta 0 each centre becomes its cluster's mean)."""
+    centres, assign = dpc_knn(tokens, count, min(knn, len(tokens)))
+    members = torch.ones(len(tokens), dtype=torch.bool, device=tokens.device)
+    members[centres] = False
+    return merge_into(tokens[centres], tokens[members], assign[members], beta)
+
+
 def tower_attention(tower: torch.nn.Module, features: torch.Tensor, clip_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(saliency [N], keys [N, C]) of merged vision tokens ``features`` [N, C], clip by clip (``clip_tokens`` tokens
     each): the tower's last block's attention among a clip's merged tokens, each token's saliency the attention it

@@ -35,6 +35,6 @@ def used(config) -> dict[str, str]:
 
     tags = {"compression": config.compression, "schedule.kept": json.dumps(config.compression_schedule().kept)}
     budget = getattr(compressor_for(config), "budget", None)
-    return {**tags, "budget": f"{budget:.4f}"} if budget is not None else tags
+    return {**tags, "budget": repr(float(budget))} if budget is not None else tags
 
 

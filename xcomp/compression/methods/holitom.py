@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from xcomp.compression.compressors import BudgetedCompressor
-from xcomp.compression.video_tokens import best_match, dpc_knn, merge_into
+from xcomp.compression.video_tokens import best_match, cluster
 from xcomp.errors import ConfigError
 
 
@@ -139,10 +139,7 @@ class HoliTom(BudgetedCompressor):
         out = []
         for (s, _), (static, dynamic) in zip(spans, parts):
             if len(static):
-                centres, assign = dpc_knn(static, round(len(static) * share), min(self.knn, len(static)))
-                members = torch.ones(len(static), dtype=torch.bool, device=frames.device)
-                members[centres] = False
-                out.append(merge_into(static[centres], static[members], assign[members], self.beta))
+                out.append(cluster(static, round(len(static) * share), self.knn, self.beta))
             for t, candidates in enumerate(d.nonzero().squeeze(1) for d in dynamic):
                 n = min(round(len(candidates) * share), len(candidates))
                 out.append(frames[s + t, candidates[scores[s + t, candidates].topk(n).indices.sort().values]])
@@ -155,7 +152,7 @@ class HoliTom(BudgetedCompressor):
         dynamic = [torch.ones(T, dtype=torch.bool, device=frames.device) for _ in range(s, e + 1)]
         if e == s:
             return frames.new_zeros(0, D), dynamic
-        alive = dict(static_from(match, similarity, s, self.tau, self.longest))[e]
+        alive = next(alive for end, alive in static_from(match, similarity, s, self.tau, self.longest) if end == e)
         index, chain = alive.nonzero().squeeze(1), []
         for t in range(s, e + 1):
             chain.append(frames[t, index])

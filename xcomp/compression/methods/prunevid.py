@@ -32,15 +32,15 @@ from typing import ClassVar
 import torch
 
 from xcomp.compression.compressors import BudgetedCompressor
-from xcomp.compression.video_tokens import best_match, dpc_knn
+from xcomp.compression.video_tokens import best_match, cluster, dpc_knn
 from xcomp.errors import ConfigError
 
 
 def contiguous(assign: list[int]) -> list[tuple[int, int]]:
     """[start, end) runs of equal cluster ids, a run of one frame joined to the run before it (or after, first)."""
     runs = []
-    for f, cluster in enumerate(assign):
-        if runs and assign[runs[-1][0]] == cluster:
+    for f, group in enumerate(assign):
+        if runs and assign[runs[-1][0]] == group:
             runs[-1][1] = f + 1
         else:
             runs.append([f, f + 1])
@@ -57,10 +57,7 @@ def cluster_means(tokens: torch.Tensor, ratio: float, knn: int, above: int) -> t
     """``tokens`` [n, D] as they are when there are at most ``above``, else the means of their DPC-KNN clusters."""
     if len(tokens) <= above:
         return tokens
-    centres, assign = dpc_knn(tokens, int(len(tokens) * ratio), min(knn, len(tokens)))
-    sums = torch.zeros(len(centres), tokens.shape[-1], dtype=tokens.dtype, device=tokens.device).index_add_(0, assign, tokens)
-    counts = torch.bincount(assign, minlength=len(centres)).clamp_min(1)[:, None].to(tokens.dtype)
-    return sums / counts
+    return cluster(tokens, int(len(tokens) * ratio), knn, beta=0.0)
 
 
 @dataclass

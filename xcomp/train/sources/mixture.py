@@ -198,9 +198,10 @@ class MixtureData(TrainSource):
             counts.append(DatasetCount(entry.json_path.name, len(rows), len(numbered), missing, no_media))
         return kept, counts
 
-    @property
+    @cached_property
     def conversations(self) -> list[Conversation]:
-        """The records trained on: sampled, with their media there, the leading `fraction` of them."""
+        """The records trained on: sampled, with their media there, the leading `fraction` of them (read once;
+        every sample looks it up)."""
         kept = self._read[0]
         return kept[: max(1, int(len(kept) * self.fraction))] if kept else kept
 
