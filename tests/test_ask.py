@@ -138,23 +138,31 @@ def test_pipeline_settings_round_trip_with_the_model(model_dir, tmp_path):
 
     import pytest
 
-    from xcomp.compression.qc_comp import QCCompConfig
+    from xcomp.compression.qc_comp import QCComp
     from xcomp.errors import ConfigError
     from xcomp.pipeline import XCompPipeline
-    from xcomp.video import FrameSamplingConfig
+    from xcomp.video.sampling import FrameSamplingConfig
 
     reference = XCompPipeline.from_pretrained(model_dir)  # no pipeline_config.json: the published settings
-    assert (reference.sampling.max_frames, reference.qc.keep_ratio, reference.qc.keep) == (1024, 0.25, None)
+    selector = reference.selector
+    assert (reference.sampling.max_frames, selector.name, selector.keep, selector.keep_frames) == (1024, "qc", 0.25, None)
     sampling = FrameSamplingConfig(min_frames=8, max_frames=24, multiple_of=4, size=64)
-    qc = QCCompConfig(keep=12, segment_frames=4, shifts=(0, 2), scorer="global")
-    XCompPipeline(reference.model, reference.processor, sampling=sampling, qc=qc).save_pretrained(tmp_path / "m")
+    qc = QCComp(keep_frames=12, segment_frames=4, shifts=(0, 2), scorer="global")
+    XCompPipeline(reference.model, reference.processor, sampling=sampling, selector=qc).save_pretrained(tmp_path / "m")
     loaded = XCompPipeline.from_pretrained(tmp_path / "m")
-    assert loaded.sampling == sampling and loaded.qc == qc
-    assert XCompPipeline.from_pretrained(tmp_path / "m", qc=QCCompConfig()).qc == QCCompConfig()  # arguments win
+    assert loaded.sampling == sampling and loaded.selector == qc
+    assert XCompPipeline.from_pretrained(tmp_path / "m", selector=QCComp()).selector == QCComp()  # arguments win
     data = json.loads((tmp_path / "m" / "pipeline_config.json").read_text())
-    for key, value, message in [("keep", "twelve", "qc: keep: Value 'twelve' of type 'str' could not be converted"),
-                                ("shifts", [0, "two"], "qc: shifts[1]: Value 'two' of type 'str'"),
-                                ("scorer", "best", "scorer must be 'local' or 'global', got 'best'")]:  # fmt: skip
-        (tmp_path / "m" / "pipeline_config.json").write_text(json.dumps({**data, "qc": {**data["qc"], key: value}}))
+    for key, value, message in [
+        ("keep_frames", "twelve", "select: keep_frames: Value 'twelve' of type 'str' could not be converted"),
+        ("shifts", [0, "two"], "select: shifts[1]: Value 'two' of type 'str'"),
+        ("scorer", "best", "scorer must be 'local' or 'global', got 'best'"),
+        ("name", "best", "select: name must be one of all, qc, uniform, got 'best'"),
+    ]:
+        (tmp_path / "m" / "pipeline_config.json").write_text(json.dumps({**data, "select": {**data["select"], key: value}}))
         with pytest.raises(ConfigError, match=re.escape(message)):
             XCompPipeline.from_pretrained(tmp_path / "m")
+    legacy = {"sampling": data["sampling"], "qc": {"keep": 12, "keep_ratio": 0.25, "segment_frames": 4, "shifts": [0, 2],
+                                                   "layers": None, "segment_batch": 16, "scorer": "global"}}  # fmt: skip
+    (tmp_path / "m" / "pipeline_config.json").write_text(json.dumps(legacy))  # a file written before `select`
+    assert XCompPipeline.from_pretrained(tmp_path / "m").selector == qc

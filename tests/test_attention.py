@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from tests.conftest import VIDEO_ID, frames, prompt_ids, tiny_model
-from xcomp.compression.qc_comp import QCCompConfig, score_frames, split_prompt
+from xcomp.compression.qc_comp import QCComp, score_frames, split_prompt
 from xcomp.errors import ConfigError
 from xcomp.model.attention import check_attn_implementation, use_attn_implementation
 
@@ -42,7 +42,7 @@ def test_eager_and_sdpa_qc_scores_agree():
     sdpa, eager = pair()
     prompt = split_prompt(prompt_ids(3, 6), VIDEO_ID)
     visual = torch.randn(20 * 16, 64, generator=torch.Generator().manual_seed(0))
-    config = QCCompConfig(segment_batch=3)
+    config = QCComp(segment_batch=3)
     want, got = score_frames(sdpa, *prompt, visual, config), score_frames(eager, *prompt, visual, config)
     torch.testing.assert_close(got.layer_scores, want.layer_scores, atol=1e-5, rtol=1e-4)
     assert got.scores.argsort().tolist() == want.scores.argsort().tolist()

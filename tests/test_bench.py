@@ -13,7 +13,7 @@ from xcomp.bench.arguments import method_names
 from xcomp.bench.compression import expected_scoring_flops
 from xcomp.bench.results import MEASURED_COLUMNS, RATIO_COLUMNS
 from xcomp.cli import main
-from xcomp.compression.qc_comp import QCCompConfig
+from xcomp.compression.qc_comp import QCComp
 from xcomp.model.configuration import XCompConfig
 
 FRAMES = (8, 16)
@@ -79,7 +79,7 @@ def test_analytic_ratios_are_consistent(run):
         assert qc["llm_frames"] == round(0.25 * n) and qc["qc_s"] is not None and qc["qc_flops"] > 0
         assert qc["analytic"]["tokens_per_layer"] == [TEXT + qc["llm_frames"] * k for k in schedule.kept]
         lp_config = XCompConfig.tiny(num_layers=28, compression="lp_comp")
-        assert qc["qc_flops"] == pytest.approx(expected_scoring_flops(lp_config, n, QCCompConfig(), TEXT))
+        assert qc["qc_flops"] == pytest.approx(expected_scoring_flops(lp_config, n, QCComp(), TEXT))
 
 
 def test_analytic_mode_builds_no_model(capsys):

@@ -10,7 +10,8 @@ import torch
 
 from tests.test_run import all_runs, compose_run, run_job
 from xcomp.compression.compressors import all_compressors
-from xcomp.compression.selectors import AllFrames, QCComp, UniformFrames
+from xcomp.compression.qc_comp import QCComp
+from xcomp.compression.selectors import AllFrames, UniformFrames
 from xcomp.data.synth import SynthSuite
 from xcomp.errors import XCompError
 from xcomp.evaluation.features import FeatureCache
@@ -140,11 +141,11 @@ def test_qc_scores_from_prefilled_windows_equal_whole_windows(compression, score
     """Each window's prefix + frames prefilled once (through the compressor's drops), each question's rows run
     against it: the same frame scores and scoring cost as running every window whole, question after question."""
     from tests.conftest import frames
-    from xcomp.compression.qc_comp import QCCompConfig, score_frames
+    from xcomp.compression.qc_comp import score_frames
 
     model = load_model(shipped_model("xcomp_tiny"), **COMPRESSORS[compression]().config_fields())
     visual = model.model.encode_video(frames(16).to(model.dtype), [16])[0]
-    config = QCCompConfig(segment_frames=4, scorer=scorer, layers=(1, 2), segment_batch=3)
+    config = QCComp(segment_frames=4, scorer=scorer, layers=(1, 2), segment_batch=3)
     prefix, shared = torch.tensor([5, 6, 7]), {}
     for seed in range(3):  # three questions about the video
         question = torch.randint(1, 100, (5 + seed,), generator=torch.Generator().manual_seed(seed))

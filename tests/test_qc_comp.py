@@ -11,7 +11,7 @@ from torch.utils._pytree import tree_flatten
 from tests.conftest import VIDEO_ID, VOCAB, prompt_ids, tiny_model
 from xcomp.compression.qc_comp import (
     FrameScores,
-    QCCompConfig,
+    QCComp,
     default_layers,
     score_frames,
     segment_windows,
@@ -44,7 +44,7 @@ def test_default_band_is_the_reference_middle_layers():
 
 
 def test_shifts_given_as_a_list_are_stored_as_a_tuple():
-    config = QCCompConfig(segment_frames=16, shifts=[0, 8])  # as TOML files and argparse give them
+    config = QCComp(segment_frames=16, shifts=[0, 8])  # as TOML files and argparse give them
     assert config.shifts == config.pass_offsets == (0, 8) and hash(config)
 
 
@@ -71,7 +71,7 @@ def test_single_pass_leaves_boundaries():
 
 def test_scores_average_over_the_windows_that_saw_each_frame(model, prompt):
     visual = _visual(20)
-    scores = score_frames(model, *prompt, visual, QCCompConfig(segment_batch=3))
+    scores = score_frames(model, *prompt, visual, QCComp(segment_batch=3))
     starts = segment_windows(20, 8, (0, 4))
     total, passes = torch.zeros(3, 20), torch.zeros(20, dtype=torch.long)
     for s in starts:  # each window scored on its own, as an 8-frame video
@@ -91,7 +91,7 @@ def test_local_scores_ignore_frames_in_other_segments(model, prompt):
     visual = _visual(16)
     changed = visual.clone()
     changed[8 * T :] = _visual(8, seed=1)
-    one_pass = QCCompConfig(shifts=(0,))
+    one_pass = QCComp(shifts=(0,))
     a, b = score_frames(model, *prompt, visual, one_pass), score_frames(model, *prompt, changed, one_pass)
     torch.testing.assert_close(a.scores[:8], b.scores[:8], rtol=0, atol=0)
     assert not torch.allclose(a.scores[8:], b.scores[8:])
@@ -104,7 +104,7 @@ def test_local_scores_ignore_frames_in_other_segments(model, prompt):
     assert not torch.allclose(a.scores[8:], b.scores[8:])
 
     # The global scorer is not local: the far frame changes the first frame's share of attention.
-    glob = QCCompConfig(scorer="global")
+    glob = QCComp(scorer="global")
     a, b = score_frames(model, *prompt, visual, glob), score_frames(model, *prompt, changed, glob)
     assert a.windows == 1 and not torch.allclose(a.scores[:4], b.scores[:4])
 
@@ -152,7 +152,7 @@ def test_top_k_keeps_temporal_order():
     assert scores.top_k(3).tolist() == [1, 3, 4]
     assert scores.top_k(4).tolist() == [1, 3, 4, 5]
     assert scores.top_k(10).tolist() == list(range(6))
-    assert QCCompConfig(keep_ratio=0.25).num_kept(1024) == 256 and QCCompConfig(keep=9).num_kept(4) == 4
+    assert QCComp(keep=0.25).num_kept(1024) == 256 and QCComp(keep_frames=9).num_kept(4) == 4
 
 
 class _Allocations(TorchDispatchMode):
@@ -221,7 +221,7 @@ def _tiny_processor() -> XCompProcessor:
 
 def test_answer_returns_consistent_accounting(model):
     processor = _tiny_processor()
-    pipe = XCompPipeline(model, processor, qc=QCCompConfig(segment_frames=4))
+    pipe = XCompPipeline(model, processor, selector=QCComp(segment_frames=4))
     video = np.random.default_rng(0).integers(0, 256, (10, 48, 48, 3), dtype=np.uint8)  # 10: not whole clips
     options = ["red", "green", "blue", "yellow"]
     ans = pipe.answer(video, "What colour is the ball?", options=options, keep=4, fps=2.0, max_new_tokens=4)

@@ -78,7 +78,7 @@ def test_resume_refuses_another_recipe_but_extends_a_run(tmp_path):
     train_job(str(tmp_path), 4, answer_frames=4)  # more steps: continues from step 2
     assert [r["step"] for r in curve(tmp_path)] == [1, 2, 3, 4]
     saved = json.loads((tmp_path / "final" / "pipeline_config.json").read_text())
-    assert saved["qc"]["keep"] == 4 and saved["sampling"]["max_frames"] == 8
+    assert saved["select"]["keep_frames"] == 4 and saved["sampling"]["max_frames"] == 8
 
 
 def test_unknown_keys_and_nothing_to_train():

@@ -27,6 +27,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     from xcomp.accounting import parameter_counts, run_cost
     from xcomp.model.convert import load_config
 
+    if any("+" in name for name in args.methods or []):
+        raise XCompError("info counts token compressors; a frame selector's cost is measured by xcomp bench")
     if args.frames < 1 or args.text_tokens < 0:
         raise XCompError(f"--frames must be >= 1 and --text-tokens >= 0, got {args.frames}, {args.text_tokens}")
     config = load_config(args.config)
@@ -43,17 +45,14 @@ def cmd_info(args: argparse.Namespace) -> int:
     counts = parameter_counts(config)
     print("parameters: " + ", ".join(f"{k} {v / 1e6:,.1f}M" for k, v in counts.items()))
     from xcomp.compression.compressors import all_compressors
+    from xcomp.compression.system import systems
 
-    methods = args.methods or ["dense", *sorted(set(all_compressors()) - {"dense"})]
+    names = args.methods or ["dense", *sorted(set(all_compressors()) - {"dense"})]
     costs = {}
-    for method in methods:
-        fields = {"compression": method}
-        if method == "pre_pool":
-            fields["pool_tokens_per_frame"] = args.pool_tokens
-        costs[method] = run_cost(config.with_compression(**fields), args.frames, args.text_tokens, args.dtype_bytes)
-    dense = costs.get("dense") or run_cost(
-        config.with_compression(compression="dense"), args.frames, args.text_tokens, args.dtype_bytes
-    )
+    for name, system in systems(list(dict.fromkeys(["dense", *names])), args.set).items():
+        costs[name] = run_cost(system.config(config), args.frames, args.text_tokens, args.dtype_bytes)
+    dense = costs["dense"]
+    costs = {name: costs[name] for name in names}
     print(f"\n{args.frames} frames, {args.text_tokens} text tokens, KV at {args.dtype_bytes} bytes/value")
     print("tokens entering each decoder layer:")
     for method, cost in costs.items():
@@ -103,15 +102,14 @@ def cmd_ask(args: argparse.Namespace) -> int:
         raise XCompError(f"--frames must be a positive multiple of {clip} (the model's clip length)")
     if args.keep is not None and args.keep > 1 and not args.keep.is_integer():
         raise XCompError(f"--keep is a whole number of frames or a fraction <= 1, got {args.keep}")
-    sampling, qc = load_pipeline_config(model_path, clip, size)  # the model's own defaults, if it has them
+    sampling, selector = load_pipeline_config(model_path, clip, size)  # the model's own defaults, if it has them
+    selector = _set_selector(selector, args.set)
     if args.frames:
         sampling = replace(sampling, min_frames=args.frames, max_frames=args.frames)
     check_attn_implementation(args.attn_implementation)
     video = load_video(args.video, sampling, progress=sys.stderr.isatty(), backend=args.video_backend)
-    given = {"scorer": args.scorer, "segment_frames": args.qc_segment_frames, "shifts": args.qc_shifts}
-    qc = replace(qc, **{k: v for k, v in given.items() if v is not None})
     pipe = XCompPipeline.from_pretrained(
-        model_path, sampling=sampling, qc=qc, attn_implementation=args.attn_implementation
+        model_path, sampling=sampling, selector=selector, attn_implementation=args.attn_implementation
     )
     keep = None if args.keep is None else int(args.keep) if args.keep >= 1 else args.keep
     result = pipe.answer(video, args.question, options=args.options, keep=keep, max_new_tokens=args.max_new_tokens)
@@ -219,13 +217,30 @@ def cmd_data_check(args: argparse.Namespace) -> int:
         return 1
 
 
-def _add_qc_arguments(parser: argparse.ArgumentParser) -> None:
-    """QC-Comp scoring options shared by `ask` and `demo`."""
-    parser.add_argument("--scorer", choices=["local", "global"], help="QC-Comp frame scorer (default: local)")
-    parser.add_argument("--qc-segment-frames", type=int, help="frames per QC-Comp scoring window (default: 8)")
-    parser.add_argument("--qc-shifts", type=int, nargs="+",
-                        help="window offsets of the scoring passes (default: 0 and half a window; '--qc-segment-frames"
-                             " 16 --qc-shifts 0' is one pass, 0.48x a dense prefill at 1,024 frames)")  # fmt: skip
+def _set_selector(selector, items: list[str]):
+    """``selector`` (the model's own) with ``NAME.FIELD=VALUE`` settings: NAME is a registered frame selector, whose
+    fields start from ``selector``'s when it is the same one, else from its defaults."""
+    from dataclasses import asdict
+
+    from xcomp.compression.selectors import all_selectors
+    from xcomp.compression.system import component
+    from xcomp.structured import assignments
+
+    settings, selectors = assignments(items, "--set"), all_selectors()
+    if len(settings) > 1 or any(name not in selectors for name in settings):
+        raise XCompError(f"--set names one frame selector ({', '.join(sorted(selectors))}), got {', '.join(settings)}")
+    for name, fields in settings.items():
+        base = asdict(selector) if selector.name == name else {}
+        selector = component(selectors[name], {**base, **fields}, f"--set {name}")
+    return selector
+
+
+def _add_selector_arguments(parser: argparse.ArgumentParser) -> None:
+    """Frame-selector settings shared by `ask` and `demo`."""
+    parser.add_argument("--set", nargs="+", default=[], metavar="NAME.FIELD=VALUE",
+                        help="frame selector settings over the model's pipeline_config.json, e.g. qc.scorer=global, "
+                             "qc.segment_frames=16 qc.shifts=[0] (one pass, 0.48x a dense prefill at 1,024 frames); "
+                             "NAME is qc, uniform or all (fields: xcomp.compression.qc_comp.QCComp)")  # fmt: skip
 
 
 def _add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
@@ -250,8 +265,10 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--config", required=True, help="config.json (ours or published) or a model folder")
     info.add_argument("--frames", type=int, default=1024, help="number of frames (default 1024)")
     info.add_argument("--text-tokens", type=int, default=64, help="prompt text tokens (default 64)")
-    info.add_argument("--methods", nargs="+", choices=methods)
-    info.add_argument("--pool-tokens", type=int, default=1, help="tokens/frame for pre_pool (default 1)")
+    info.add_argument("--methods", nargs="+", metavar="METHOD",
+                      help=f"registered compressors (default: all of {', '.join(methods)})")  # fmt: skip
+    info.add_argument("--set", nargs="+", default=[], metavar="NAME.FIELD=VALUE",
+                      help="a compressor's field, e.g. pre_pool.tokens=8 (default: the class's own)")  # fmt: skip
     info.add_argument("--dtype-bytes", type=int, default=2, help="bytes per KV value (2 = bf16)")
     info.set_defaults(func=cmd_info)
 
@@ -264,7 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
                      "else 1 fps clamped to [64, 1024])")  # fmt: skip
     ask.add_argument("--keep", type=float, help="frames kept by QC-Comp: a count, or a fraction < 1 (default: the "
                      "model's pipeline_config.json, else 0.25)")  # fmt: skip
-    _add_qc_arguments(ask)
+    _add_selector_arguments(ask)
     _add_runtime_arguments(ask)
     ask.add_argument("--max-new-tokens", type=int, default=32, help="answer length limit")
     ask.add_argument("--show-frames", action="store_true", help="print the kept frame indices and times")
@@ -280,7 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--model", help="model folder (default: the embedded model)")
     demo.add_argument("--keep", type=float,
                       help="frames kept by QC-Comp: a count, or a fraction < 1 (default: all, LP-Comp only)")  # fmt: skip
-    _add_qc_arguments(demo)
+    _add_selector_arguments(demo)
     _add_runtime_arguments(demo)
     demo.set_defaults(func=cmd_demo)
 

@@ -18,8 +18,8 @@ import torch
 
 from xcomp.accounting import layer_flops, run_cost, vision_flops
 from xcomp.compression.compressors import compressor_for
-from xcomp.compression.qc_comp import FrameScores, QCCompConfig, split_prompt
-from xcomp.compression.selectors import FrameSelector, QCComp
+from xcomp.compression.qc_comp import FrameScores, split_prompt
+from xcomp.compression.selectors import FrameSelector
 from xcomp.errors import PromptTooLongError, XCompError
 from xcomp.evaluation.features import FeatureCache, vision_settings
 from xcomp.model.cache import XCompCache
@@ -97,10 +97,9 @@ class XCompPipeline:
         model: XCompForCausalLM,
         processor: XCompProcessor,
         sampling: FrameSamplingConfig | None = None,
-        qc: QCCompConfig | None = None,
+        selector: FrameSelector | None = None,
         prompt: PromptConfig | None = None,
         vision_batch: int = 64,
-        selector: FrameSelector | None = None,
         answer_rule: str = "lenient",
         score_options: bool = True,
         feature_cache: FeatureCache | None = None,
@@ -109,10 +108,10 @@ class XCompPipeline:
         Args:
             sampling: how frames are sampled from a video file; default: `reference_defaults` (1 fps clamped
                 to [64, 1024] frames). `from_pretrained` uses the model folder's pipeline_config.json instead.
-            qc: QC-Comp scoring and how many frames to keep (default: keep 25 %).
+            selector: which frames to answer from and how many (`xcomp.compression.selectors`); default:
+                `reference_defaults` (QC-Comp keeping 25 %). `from_pretrained` uses the folder's pipeline_config.json.
             prompt: system message and time message of the prompt.
             vision_batch: frames per vision-tower call (rounded to whole clips); bounds activation memory.
-            selector: which frames to answer from (`xcomp.compression.selectors`); default: QC-Comp with `qc`.
             answer_rule: how the reply's option letter is read (`xcomp.model.processing.ANSWER_PARSERS`).
             score_options: when the reply names no option, take the option the model finds most likely.
             feature_cache: where the vision tower's merged tokens of video files are kept across questions, arms
@@ -125,10 +124,9 @@ class XCompPipeline:
         self.model = model.eval()
         self.processor = processor
         clip = model.config.local_num_frames
-        reference_sampling, reference_qc = reference_defaults(clip, processor.image_size)
+        reference_sampling, reference_selector = reference_defaults(clip, processor.image_size)
         self.sampling = sampling or reference_sampling
-        self.qc = qc or (selector.qc if isinstance(selector, QCComp) else reference_qc)
-        self.selector = selector or QCComp.from_qc(self.qc)
+        self.selector = selector or reference_selector
         self.prompt = prompt or PromptConfig()
         self.vision_batch = max(vision_batch // clip, 1) * clip
 
@@ -137,28 +135,28 @@ class XCompPipeline:
         cls,
         path: str | os.PathLike,
         sampling: FrameSamplingConfig | None = None,
-        qc: QCCompConfig | None = None,
+        selector: FrameSelector | None = None,
         attn_implementation: str = "sdpa",
         **kwargs,
     ) -> XCompPipeline:
         """Model and tokenizer from one local folder (ours or a published VideoChat-Flash/XComp one); frame
-        sampling and QC-Comp default to the folder's pipeline_config.json, if it has one; `attn_implementation`
+        sampling and selection default to the folder's pipeline_config.json, if it has one; `attn_implementation`
         is the attention kernel (sdpa, eager, flash_attention_2)."""
         from xcomp.model.convert import load_model
 
         model = load_model(path, attn_implementation)
         image_size = model.config.vision_config.image_size
         processor = XCompProcessor.from_pretrained(path, image_size=image_size)
-        if sampling is None or qc is None:
-            saved_sampling, saved_qc = load_pipeline_config(path, model.config.local_num_frames, image_size)
-            sampling, qc = sampling or saved_sampling, qc or saved_qc
-        return cls(model, processor, sampling=sampling, qc=qc, **kwargs)
+        if sampling is None or selector is None:
+            saved_sampling, saved_selector = load_pipeline_config(path, model.config.local_num_frames, image_size)
+            sampling, selector = sampling or saved_sampling, selector or saved_selector
+        return cls(model, processor, sampling=sampling, selector=selector, **kwargs)
 
     def save_pretrained(self, path: str | os.PathLike) -> None:
-        """Model, tokenizer and this pipeline's sampling and QC-Comp settings, for `from_pretrained`."""
+        """Model, tokenizer and this pipeline's sampling and frame selector, for `from_pretrained`."""
         self.model.save_pretrained(str(path))
         self.processor.save_pretrained(path)
-        save_pipeline_config(path, self.sampling, self.qc)
+        save_pipeline_config(path, self.sampling, self.selector)
 
     @torch.no_grad()
     def answer(

@@ -7,6 +7,7 @@ input with.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
 from omegaconf import OmegaConf
@@ -28,3 +29,20 @@ def load_structured(cls: type[T], raw: Any, where: str) -> T:
     except OmegaConfBaseException as error:
         key = f"{error.full_key}: " if getattr(error, "full_key", None) else ""
         raise ConfigError(f"{where}: {key}{str(error.msg).splitlines()[0]}") from None
+
+
+def assignments(items: Sequence[str], where: str) -> dict[str, dict[str, Any]]:
+    """``NAME.FIELD=VALUE`` strings (values in YAML syntax: ``qc.shifts=[0]``) as ``{NAME: {FIELD: VALUE}}``, later
+    ones winning; a string of another shape is a `ConfigError` naming ``where``."""
+    out: dict[str, dict[str, Any]] = {}
+    for item in items:
+        key, sep, _ = item.partition("=")
+        name, dot, field = key.partition(".")
+        if not (sep and dot and name and field) or "." in field:
+            raise ConfigError(f"{where}: expected NAME.FIELD=VALUE, got {item!r}")
+        try:
+            value = OmegaConf.to_container(OmegaConf.from_dotlist([item]))[name][field]
+        except OmegaConfBaseException as error:
+            raise ConfigError(f"{where}: {item!r}: {str(error.msg).splitlines()[0]}") from None
+        out.setdefault(name, {})[field] = value
+    return out

@@ -9,16 +9,20 @@ from pathlib import Path
 import torch
 
 from xcomp.bench.models import DTYPES, REAL_CONFIG
-from xcomp.compression.qc_comp import QCCompConfig
 from xcomp.errors import ConfigError
 
 
 def method_names() -> list[str]:
     """Every row the benchmark runs by default: the registered compressors (a new one is a row without edits),
-    then 'lp_comp+qc', which scores all frames with QC-Comp and answers from the kept ones with LP-Comp."""
+    then 'lp_comp+qc', which scores all frames with QC-Comp and answers from the kept ones with LP-Comp (any
+    ``COMPRESSOR+SELECTOR`` is a row; see `xcomp.bench.models.Method`)."""
     from xcomp.compression.compressors import all_compressors
 
     return [*sorted(all_compressors()), "lp_comp+qc"]
+
+
+DEFAULT_SETTINGS = ["pre_pool.tokens=8"]
+"""`--set` before the command line's own: pre-LLM pooling to 8 tokens/frame (about LP-Comp's mean of 8.8 per layer)."""
 PREFIX_TOKENS = 14
 """Prompt tokens before the video: the chat template's system turn and user header."""
 
@@ -43,10 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--methods",
         nargs="+",
-        choices=method_names(),
         metavar="METHOD",
-        help=f"rows to run, of {', '.join(method_names())} (default: all; dense is always run: every ratio is to "
-        "dense)",
+        help=f"rows to run: a registered compressor, or COMPRESSOR+SELECTOR to answer from the frames a registered "
+        f"frame selector keeps (default: {', '.join(method_names())}; dense is always run: every ratio is to dense)",
     )
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:i]")
     parser.add_argument(
@@ -68,16 +71,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"prompt tokens besides the video ({PREFIX_TOKENS} before it, the rest after it)",
     )
     parser.add_argument(
-        "--pool-tokens",
-        type=int,
-        default=8,
-        help="tokens/frame left by pre-LLM pooling (8: about LP-Comp's mean of 8.8 per layer)",
+        "--set",
+        nargs="+",
+        action="extend",
+        default=list(DEFAULT_SETTINGS),
+        metavar="NAME.FIELD=VALUE",
+        help="a compressor's or frame selector's field, e.g. qc.keep=0.25 qc.segment_frames=16 qc.shifts=[0] "
+        f"(fields: the classes' own; default {' '.join(DEFAULT_SETTINGS)}, later ones win)",
     )
-    parser.add_argument("--qc-keep", type=float, default=0.25, help="fraction of frames QC-Comp keeps")
-    parser.add_argument("--qc-segment-frames", type=int, default=QCCompConfig.segment_frames,
-                        help="frames per QC-Comp scoring window")  # fmt: skip
-    parser.add_argument("--qc-shifts", type=int, nargs="+", default=None,
-                        help="window offsets of the QC-Comp scoring passes (default: the QCCompConfig default)")  # fmt: skip
     parser.add_argument(
         "--warmup",
         type=int,
@@ -132,7 +133,7 @@ def resolve_defaults(args: argparse.Namespace) -> None:
         args.methods = method_names()
     if "dense" not in args.methods:
         args.methods = ["dense", *args.methods]
-    args.methods = [m for m in method_names() if m in args.methods]
+    args.methods = list(dict.fromkeys(args.methods))
     if args.text_tokens <= PREFIX_TOKENS:
         raise ConfigError(f"--text-tokens must exceed the {PREFIX_TOKENS} tokens before the video")
 
@@ -143,9 +144,6 @@ def command_line(args: argparse.Namespace) -> str:
     parts += ["--methods", *args.methods, "--device", args.device, "--dtype", args.dtype, "--attn", args.attn]
     for flag in (
         "text_tokens",
-        "pool_tokens",
-        "qc_keep",
-        "qc_segment_frames",
         "warmup",
         "repeats",
         "decode_tokens",
@@ -155,8 +153,7 @@ def command_line(args: argparse.Namespace) -> str:
     for flag in ("config", "vision_frames", "video", "threads"):
         if getattr(args, flag) is not None:
             parts += ["--" + flag.replace("_", "-"), str(getattr(args, flag))]
-    if args.qc_shifts is not None:
-        parts += ["--qc-shifts", *map(str, args.qc_shifts)]
+    parts += ["--set", *args.set]
     for flag in ("skip_video", "analytic"):
         if getattr(args, flag):
             parts.append("--" + flag.replace("_", "-"))

@@ -6,8 +6,10 @@ working memory, KV-cache bytes and the analytic FLOPs of `xcomp.accounting` sit 
 row is divided by dense, measured and analytic side by side, so an implementation overhead shows up as a gap
 between the two.
 
-Rows: dense (16 tokens/frame), pre-LLM pooling (`--pool-tokens`), uniform drop and LP-Comp (both on the cosine
-schedule), and LP-Comp + QC-Comp (score all frames, answer from the top `--qc-keep` of them with LP-Comp).
+Rows: every registered compressor (dense 16 tokens/frame, pre-LLM pooling to `pre_pool.tokens`, the in-LLM methods
+on the cosine schedule, the video baselines at LP-Comp's budget), and LP-Comp + QC-Comp (score all frames, answer
+from the top `qc.keep` of them with LP-Comp); any ``COMPRESSOR+SELECTOR`` row answers from the frames a registered
+`FrameSelector` keeps. `--set NAME.FIELD=VALUE` sets a compressor's or selector's field.
 
 Weights are random (timings do not depend on their values) and built without initialisation, so the 2B shape is
 ready in seconds. Video decode and the vision tower do not depend on the method (every method encodes every
@@ -38,9 +40,11 @@ from xcomp.accounting import layer_flops, run_cost, vision_flops
 from xcomp.bench.arguments import PREFIX_TOKENS, add_arguments, command_line, resolve_defaults
 from xcomp.bench.environment import environment, load_average, peak_rss_bytes
 from xcomp.bench.measure import MIB, Stage, measure
-from xcomp.bench.models import DTYPES, bench_config, build_model, compression, method_config
+from xcomp.bench.models import DTYPES, bench_config, build_model, compression
 from xcomp.bench.results import BenchResult, Row, format_result, markdown, plot
-from xcomp.compression.qc_comp import QCCompConfig, default_layers, score_frames, segment_windows
+from xcomp.compression.qc_comp import QCComp, default_layers, segment_windows
+from xcomp.compression.selectors import FrameSelector
+from xcomp.compression.system import System, systems
 from xcomp.errors import ConfigError, XCompError
 from xcomp.model.configuration import XCompConfig
 
@@ -59,9 +63,9 @@ class Bench:
             raise ConfigError(
                 f"frame counts must be multiples of the clip length {clip} and >= {2 * clip}: {bad}"
             )
-        self.configs = {m: method_config(self.base, m, args.pool_tokens) for m in args.methods}
+        self.methods = systems(args.methods, args.set)
+        self.configs = {name: system.config(self.base) for name, system in self.methods.items()}
         self.model = build_model(self.base, self.device, self.dtype, args.attn, args.seed)
-        self.qc = qc_config(args)
         self.generator = torch.Generator().manual_seed(args.seed)
         vocab = self.base.text_config.vocab_size
         text = torch.randint(
@@ -85,7 +89,7 @@ class Bench:
         clip costs seconds on CPU): first-call costs are not charged to the first measured row."""
         n = 2 * self.base.local_num_frames
         visual = self._visual(n)
-        for method in self.configs:
+        for method in self.methods.values():
             self._answer(method, n, visual, warmup=0, repeats=1)
         if self.args.warmup == 0:
             return
@@ -106,7 +110,7 @@ class Bench:
             video_s = self._measure_video_decode(n)
             vision, measured = self._measure_vision(min(n, self._vision_frames(n)))
             visual = self._visual(n)
-            for method in self.configs:
+            for method in self.methods.values():
                 row = self._answer(method, n, visual)
                 row.video_s = video_s
                 row.vision_s = vision.seconds * n / measured
@@ -167,30 +171,32 @@ class Bench:
         return time.perf_counter() - start
 
     def _answer(
-        self, method: str, n: int, visual: torch.Tensor, warmup: int | None = None, repeats: int | None = None
+        self, method: System, n: int, visual: torch.Tensor, warmup: int | None = None, repeats: int | None = None
     ) -> Row:
-        """QC scoring (lp_comp+qc only), prefill and decode of one method over `n` frames."""
-        config = self.configs[method]
-        T = self.base.tokens_per_frame
+        """Frame selection (a row with a selector), prefill and decode of one method over `n` frames."""
+        config, selector = self.configs[method.name], method.selector
         qc, qc_flops, kept = None, 0.0, n
         with compression(self.model, config) as model:
             features, visual = visual, model.model.project(visual, [n])[0]
             saliency = model.model.saliency(features, [n])
-            llm_visual = visual
-            if method == "lp_comp+qc":
-                kept = self.qc.num_kept(n)
+            llm_visual, llm_saliency = visual, saliency
+            if selector is not None:
+                kept = selector.num_kept(n)
 
                 def select():
-                    scores = score_frames(model, self.prefix, self.question, visual, self.qc)
-                    frames = scores.top_k(kept).to(visual.device)
-                    return scores, visual.view(n, T, -1)[frames].flatten(0, 1)
+                    frames, scores = selector.select(model, self.prefix, self.question, visual, n, kept)
+                    return frames.to(visual.device), scores
 
-                qc, (scores, llm_visual) = self._measure(select, warmup, repeats)
-                qc_flops = scoring_flops(config, scores.windows, scores.tokens_per_layer)
+                qc, (frames, scores) = self._measure(select, warmup, repeats)
+                llm_visual = visual.view(n, -1, visual.shape[-1])[frames].flatten(0, 1)
+                if saliency is not None:
+                    llm_saliency = [s.view(n, -1)[frames].flatten() for s in saliency]
+                if scores is not None:
+                    qc_flops = scoring_flops(config, scores.windows, scores.tokens_per_layer)
 
             def prefill():
                 return model(
-                    input_ids=self.input_ids, visual_embeds=[llm_visual], visual_saliency=saliency, use_cache=True,
+                    input_ids=self.input_ids, visual_embeds=[llm_visual], visual_saliency=llm_saliency, use_cache=True,
                     logits_to_keep=1,
                 )  # fmt: skip
 
@@ -206,7 +212,7 @@ class Bench:
         cost = run_cost(config, kept, self.args.text_tokens, self.dtype.itemsize)
         peaks = [prefill_stage.peak_bytes, decode_stage.peak_bytes] + ([qc.peak_bytes] if qc else [])
         return Row(
-            method=method,
+            method=method.name,
             frames=n,
             llm_frames=kept,
             video_s=None,
@@ -232,9 +238,13 @@ def scoring_flops(config: XCompConfig, windows: int, tokens_per_layer: list[int]
     return windows * sum(layer_flops(config, n // windows) for n in tokens_per_layer[:-1])
 
 
-def expected_scoring_flops(config: XCompConfig, num_frames: int, qc: QCCompConfig, text_tokens: int) -> float:
-    """`scoring_flops` predicted from the settings alone: every window holds the text and `segment_frames`
-    frames, which shrink per `config`'s schedule, and runs the layers below the last scored one."""
+def expected_scoring_flops(config: XCompConfig, num_frames: int, selector: FrameSelector, text_tokens: int) -> float:
+    """`scoring_flops` predicted from the settings alone: QC-Comp's windows each hold the text and
+    `segment_frames` frames, which shrink per `config`'s schedule, and run the layers below the last scored one;
+    other selectors score nothing."""
+    if not isinstance(selector, QCComp):
+        return 0.0
+    qc = selector
     last = max(qc.layers if qc.layers is not None else default_layers(config.num_layers))
     if qc.scorer == "local":
         width = min(qc.segment_frames, num_frames)
@@ -245,24 +255,20 @@ def expected_scoring_flops(config: XCompConfig, num_frames: int, qc: QCCompConfi
     return windows * sum(layer_flops(config, text_tokens + width * kept[i]) for i in range(last))
 
 
-def qc_config(args: argparse.Namespace) -> QCCompConfig:
-    return QCCompConfig(keep_ratio=args.qc_keep, segment_frames=args.qc_segment_frames, shifts=args.qc_shifts)
-
-
 def analytic_table(base: XCompConfig, args: argparse.Namespace) -> str:
     """Expected ratios to dense from `xcomp.accounting` alone (no model is built), for any frame count."""
-    qc = qc_config(args)
+    rows_of = systems(args.methods, args.set)
     dtype_bytes = DTYPES[args.dtype].itemsize
     header = ("frames", "method", "LLM frames", "token-layers", "prefill FLOPs", "KV bytes", "decode FLOPs/tok",
               "QC ÷ dense prefill", "vision+QC+prefill FLOPs")  # fmt: skip
     rows = []
     for n in args.frames:
-        dense = run_cost(method_config(base, "dense", args.pool_tokens), n, args.text_tokens, dtype_bytes)
-        for method in args.methods:
-            config = method_config(base, method, args.pool_tokens)
-            kept = qc.num_kept(n) if method == "lp_comp+qc" else n
+        dense = run_cost(rows_of["dense"].config(base), n, args.text_tokens, dtype_bytes)
+        for method, row in rows_of.items():
+            config, selector = row.config(base), row.selector
+            kept = row.num_kept(n)
             cost = run_cost(config, kept, args.text_tokens, dtype_bytes)
-            qc_flops = expected_scoring_flops(config, n, qc, args.text_tokens) if kept < n else 0.0
+            qc_flops = expected_scoring_flops(config, n, selector, args.text_tokens) if kept < n else 0.0
             r = cost.ratio_to(dense)
             total = (dense.vision_flops + qc_flops + cost.llm_prefill_flops) / (
                 dense.vision_flops + dense.llm_prefill_flops
@@ -346,11 +352,8 @@ def _notes(bench: Bench, result: BenchResult) -> list[str]:
         f"{args.decode_tokens} tokens after 1 warm-up token; memory from each stage's first call; video decode "
         "one call; every method ran once on a short clip before measuring"
     )
-    notes.append(
-        f"prompt: {args.text_tokens} text tokens ({PREFIX_TOKENS} before the video); pre_pool keeps "
-        f"{args.pool_tokens} tokens/frame; QC-Comp keeps {args.qc_keep:.0%} of frames "
-        f"({bench.qc.segment_frames}-frame windows, shifts {bench.qc.pass_offsets})"
-    )
+    settings = "; ".join(f"{m.name} = {m}" for m in bench.methods.values())
+    notes.append(f"prompt: {args.text_tokens} text tokens ({PREFIX_TOKENS} before the video); rows: {settings}")
     return notes
 
 

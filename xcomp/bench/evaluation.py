@@ -81,7 +81,8 @@ def models(shape: str, device: str = "cpu", dtype: str = "fp32", attn: str = "sd
 def run_arm(arms: dict, compressor: str, seg_len: int, eval_suite, reuse: bool, cache):
     """Answer the suite with one arm; returns (records, seconds)."""
     from xcomp.bench.models import compression
-    from xcomp.compression.selectors import AllFrames, QCComp
+    from xcomp.compression.qc_comp import QCComp
+    from xcomp.compression.selectors import AllFrames
     from xcomp.evaluation.runner import answer_suite
     from xcomp.pipeline import XCompPipeline
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 BARE = """
 import sys
-from xcomp.compression.selectors import QCComp
+from xcomp.compression.qc_comp import QCComp
 from xcomp.data.jsonl import JsonlSuite
 from xcomp.evaluation.runner import answer_suite, summarize
 from xcomp.evaluation.suite import EvalSuite, frame_sampling

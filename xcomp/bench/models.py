@@ -70,13 +70,6 @@ def build_model(
     return model.eval()
 
 
-def method_config(base: XCompConfig, method: str, pool_tokens: int) -> XCompConfig:
-    """The config a benchmark row runs with (QC-Comp answers with LP-Comp)."""
-    if method == "pre_pool":
-        return base.with_compression(compression="pre_pool", pool_tokens_per_frame=pool_tokens)
-    return base.with_compression(compression="lp_comp" if method == "lp_comp+qc" else method)
-
-
 @contextmanager
 def compression(model: XCompForCausalLM, config: XCompConfig):
     """Run `model` with another compression setting; weights are shared.

@@ -21,19 +21,30 @@ themselves run with their normal SDPA/flash kernels, and nothing above the band 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
 from xcomp.compression.attention_probe import cached_query_attention, query_attention
 from xcomp.compression.compressors import compressor_for
+from xcomp.compression.selectors import FrameSelector
 from xcomp.errors import ConfigError, XCompError
 from xcomp.model.cache import XCompCache
 
 
 @dataclass(frozen=True)
-class QCCompConfig:
-    """How frames are scored and how many are kept."""
+class QCComp(FrameSelector):
+    """QC-Comp's settings and frame selector: frames ranked by the attention the question pays them inside the LLM.
 
+    The one place its settings live: conf/select/qc_*.yaml, `XCompPipeline`, a model folder's pipeline_config.json,
+    `xcomp ask --set qc.FIELD=VALUE` and `xcomp bench --set qc.FIELD=VALUE` all build this class.
+    """
+
+    name: ClassVar[str] = "qc"
+    keep: float = 0.25
+    """Fraction of the sampled frames to keep when `keep_frames` is None (the reference keeps 256 of 1,024)."""
+    scorer: str = "local"
+    """'local': segment windows (QC-Comp); 'global': the whole video in one sequence (the position-biased baseline)."""
     segment_frames: int = 8
     """Frames per local-attention window (the reference scores 8-frame groups)."""
     shifts: tuple[int, ...] | None = None
@@ -42,39 +53,30 @@ class QCCompConfig:
     """0-based decoder layers whose attention is summed; None = `default_layers` (6..23 of 28)."""
     segment_batch: int = 16
     """Windows per forward pass: bounds activation memory independently of the number of frames."""
-    keep: int | None = None
-    """Frames to keep; overrides `keep_ratio` when set."""
-    keep_ratio: float = 0.25
-    """Fraction of frames to keep when `keep` is None (the reference keeps 256 of 1,024 for MLVU)."""
-    scorer: str = "local"
-    """'local': segment windows (QC-Comp); 'global': the whole video at once (the position-biased baseline)."""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.segment_frames < 1 or self.segment_batch < 1:
             raise ConfigError("segment_frames and segment_batch must be >= 1")
-        if self.keep is not None and self.keep < 1:
-            raise ConfigError(f"keep must be >= 1, got {self.keep}")
-        if not 0 < self.keep_ratio <= 1:
-            raise ConfigError(f"keep_ratio must lie in (0, 1], got {self.keep_ratio}")
         if self.scorer not in ("local", "global"):
             raise ConfigError(f"scorer must be 'local' or 'global', got {self.scorer!r}")
         if self.shifts is not None:
             if not self.shifts:
                 raise ConfigError("shifts needs at least one offset")
-            object.__setattr__(self, "shifts", tuple(int(s) for s in self.shifts))  # lists from JSON / argparse
+            object.__setattr__(self, "shifts", tuple(int(s) for s in self.shifts))  # lists from JSON / YAML
         if self.layers is not None:
             object.__setattr__(self, "layers", tuple(int(i) for i in self.layers))
 
     @property
     def pass_offsets(self) -> tuple[int, ...]:
+        """Window offsets of the scoring passes (`shifts`, or 0 and half a window)."""
         if self.shifts is not None:
             return self.shifts
         return (0, self.segment_frames // 2) if self.segment_frames > 1 else (0,)
 
-    def num_kept(self, num_frames: int) -> int:
-        """Frames kept out of ``num_frames``."""
-        k = self.keep if self.keep is not None else round(self.keep_ratio * num_frames)
-        return min(max(k, 1), num_frames)
+    def select(self, model, prefix_ids, question_ids, visual, num_frames, k, shared=None):
+        scores = score_frames(model, prefix_ids, question_ids, visual, self, shared)
+        return scores.top_k(k), scores
 
 
 def default_layers(num_layers: int) -> tuple[int, ...]:
@@ -142,7 +144,7 @@ def score_frames(
     prefix_ids: torch.Tensor,
     question_ids: torch.Tensor,
     visual: torch.Tensor,
-    config: QCCompConfig | None = None,
+    config: QCComp | None = None,
     shared: dict | None = None,
 ) -> FrameScores:
     """Score every frame of one video for one question (see the module docstring).
@@ -156,13 +158,13 @@ def score_frames(
             and open the assistant turn (the last of which predicts the answer).
         visual: [N * tokens_per_frame, D] projector outputs of the video (`encode_video`); every consecutive
             group of `visual_tokens_per_frame` tokens is one frame.
-        config: scoring settings; `keep`/`keep_ratio` are not used here.
+        config: scoring settings (default `QCComp()`); how many frames to keep is not used here.
         shared: a dict kept per video: each window's ``prefix + frames`` does not depend on the question (causal
             attention), so its K/V through the scored band is computed once, stored here, and each question then
             runs only its own rows against it (`_prefill_windows`). None, or a model whose compressor reads the
             question, scores every window whole.
     """
-    config = config or QCCompConfig()
+    config = config or QCComp()
     inner = model.base_model
     T = inner.visual_tokens_per_frame
     num_layers = inner.config.num_layers
@@ -263,7 +265,7 @@ def _score_windows(
 
 
 def _prefill_windows(
-    inner, prefix_ids: torch.Tensor, visual: torch.Tensor, starts: list[int], W: int, config: QCCompConfig, last: int
+    inner, prefix_ids: torch.Tensor, visual: torch.Tensor, starts: list[int], W: int, config: QCComp, last: int
 ) -> list[tuple[list[int], XCompCache, list[torch.Tensor]]]:
     """Per batch of windows: their start frames, the K/V of ``prefix + window frames`` through layer ``last``
     (with the compressor's drops), and per layer the window frame of each cached key (-1 for text)."""

@@ -1,33 +1,45 @@
 """Frame selectors: which of a video's sampled frames the answer is generated from, one class per method.
 
 `XCompPipeline` encodes every sampled frame once and asks its selector for the ``k`` frames to answer from
-(``k`` from the call's ``keep`` or the selector's own `keep`). QC-Comp scores frames with the LLM's attention to
-the question; the uniform baseline takes evenly spaced frames at the same keep ratio; `AllFrames` keeps all.
-Adding a method = a subclass (it registers itself by `name`) plus a YAML under conf/select/.
+(``k`` from the call's ``keep`` or the selector's own `keep` / `keep_frames`). QC-Comp (`xcomp.compression.qc_comp`)
+scores frames with the LLM's attention to the question; the uniform baseline takes evenly spaced frames at the same
+keep ratio; `AllFrames` keeps all. Adding a method = a subclass (it registers itself by `name`) plus a YAML under
+conf/select/.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 
-from xcomp.compression.qc_comp import FrameScores, QCCompConfig, score_frames
 from xcomp.errors import ConfigError
+
+if TYPE_CHECKING:
+    from xcomp.compression.qc_comp import FrameScores
 
 SELECTORS: dict[str, type[FrameSelector]] = {}
 """Registered selectors by name (filled by subclassing `FrameSelector`)."""
 
 
-@dataclass
+def all_selectors() -> dict[str, type[FrameSelector]]:
+    """Every registered selector by name, QC-Comp's module imported (it registers itself there)."""
+    import xcomp.compression.qc_comp  # noqa: F401
+
+    return dict(SELECTORS)
+
+
+@dataclass(frozen=True)
 class FrameSelector:
-    """Base class: keeps a fraction of the frames; subclasses choose which."""
+    """Base class: keeps a fraction of the frames; subclasses choose which. Settings are frozen (hashable)."""
 
     name: ClassVar[str] = ""
     """Registry name."""
     keep: float = 1.0
     """Fraction of the sampled frames to keep, in (0, 1]."""
+    keep_frames: int | None = None
+    """Frames to keep; overrides `keep` when set (a model's pipeline_config.json keeps what it was trained on)."""
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -37,10 +49,13 @@ class FrameSelector:
     def __post_init__(self) -> None:
         if not 0 < self.keep <= 1:
             raise ConfigError(f"keep must be a fraction in (0, 1], got {self.keep}")
+        if self.keep_frames is not None and self.keep_frames < 1:
+            raise ConfigError(f"keep_frames must be >= 1, got {self.keep_frames}")
 
     def num_kept(self, num_frames: int) -> int:
         """Frames kept out of ``num_frames`` by default."""
-        return min(max(round(self.keep * num_frames), 1), num_frames)
+        k = self.keep_frames if self.keep_frames is not None else round(self.keep * num_frames)
+        return min(max(k, 1), num_frames)
 
     def select(
         self,
@@ -61,21 +76,21 @@ class FrameSelector:
         raise NotImplementedError
 
 
-@dataclass
+@dataclass(frozen=True)
 class AllFrames(FrameSelector):
     """Keep every frame (the token compressor alone decides the cost)."""
 
     name: ClassVar[str] = "all"
 
     def __post_init__(self) -> None:
-        if self.keep != 1.0:
-            raise ConfigError(f"select=all keeps every frame; keep must be 1.0, got {self.keep}")
+        if self.keep != 1.0 or self.keep_frames is not None:
+            raise ConfigError(f"select=all keeps every frame; got keep={self.keep}, keep_frames={self.keep_frames}")
 
     def select(self, model, prefix_ids, question_ids, visual, num_frames, k, shared=None):
         return torch.arange(num_frames), None
 
 
-@dataclass
+@dataclass(frozen=True)
 class UniformFrames(FrameSelector):
     """Evenly spaced frames: the frame-level baseline at the same keep ratio as QC-Comp."""
 
@@ -84,50 +99,3 @@ class UniformFrames(FrameSelector):
     def select(self, model, prefix_ids, question_ids, visual, num_frames, k, shared=None):
         step = num_frames / k
         return (torch.arange(k) * step + step / 2).long().clamp_max(num_frames - 1), None
-
-
-@dataclass
-class QCComp(FrameSelector):
-    """QC-Comp: frames ranked by the attention the question pays them inside the LLM (see `qc_comp`)."""
-
-    name: ClassVar[str] = "qc"
-    keep: float = 0.25
-    """Fraction of the sampled frames to keep (the reference keeps 25 %)."""
-    scorer: str = "local"
-    """'local': segment windows (QC-Comp); 'global': the whole video in one sequence (position-biased baseline)."""
-    segment_frames: int = 8
-    """Frames per local-attention window."""
-    shifts: tuple[int, ...] | None = None
-    """Window offsets of the scoring passes; None = (0, segment_frames // 2)."""
-    layers: tuple[int, ...] | None = None
-    """Decoder layers whose attention is summed; None = the middle band."""
-    segment_batch: int = 16
-    """Windows per forward pass (bounds memory)."""
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        self.qc = QCCompConfig(
-            segment_frames=self.segment_frames,
-            shifts=tuple(self.shifts) if self.shifts is not None else None,
-            layers=tuple(self.layers) if self.layers is not None else None,
-            segment_batch=self.segment_batch,
-            keep_ratio=self.keep,
-            scorer=self.scorer,
-        )
-
-    @classmethod
-    def from_qc(cls, qc: QCCompConfig) -> QCComp:
-        """The selector of a `QCCompConfig` (a pipeline_config.json's settings)."""
-        selector = cls(
-            keep=qc.keep_ratio, scorer=qc.scorer, segment_frames=qc.segment_frames, shifts=qc.shifts,
-            layers=qc.layers, segment_batch=qc.segment_batch,
-        )
-        selector.qc = qc  # keeps a frame count (`qc.keep`) as well
-        return selector
-
-    def num_kept(self, num_frames: int) -> int:
-        return self.qc.num_kept(num_frames)
-
-    def select(self, model, prefix_ids, question_ids, visual, num_frames, k, shared=None):
-        scores = score_frames(model, prefix_ids, question_ids, visual, self.qc, shared)
-        return scores.top_k(k), scores
