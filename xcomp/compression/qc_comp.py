@@ -225,12 +225,10 @@ def _batches(starts: list[int], size: int) -> list[list[int]]:
     return [starts[b : b + size] for b in range(0, len(starts), size)]
 
 
-def _embed_windows(inner, ids: torch.Tensor, visual: torch.Tensor, batch: list[int], frames: int):
-    """One sequence per window of ``batch``: the prompt ``ids`` [1, S] with that window's ``frames`` frames of
-    ``visual`` at its placeholder."""
+def _window_videos(inner, visual: torch.Tensor, batch: list[int], frames: int) -> list[torch.Tensor]:
+    """The visual tokens of each window of ``batch`` (``frames`` frames from each start)."""
     T = inner.visual_tokens_per_frame
-    tokens, _ = inner.embed_inputs(ids.expand(len(batch), -1), None, [visual[s * T : (s + frames) * T] for s in batch])
-    return tokens
+    return [visual[s * T : (s + frames) * T] for s in batch]
 
 
 def _score_windows(
@@ -242,9 +240,8 @@ def _score_windows(
     Returns [len(layers), windows, frames] attention mass per frame and the tokens entering each layer run.
     """
     T = inner.visual_tokens_per_frame
-    tokens = _embed_windows(inner, ids, visual, batch, frames)
     row_of = {layer: r for r, layer in enumerate(layers)}
-    B, device = tokens.hidden.shape[0], tokens.hidden.device
+    B, device = len(batch), visual.device
     scores = torch.zeros(len(layers), B, frames, device=device)
 
     def probe(i, layer, tokens, position_embeddings):
@@ -260,7 +257,7 @@ def _score_windows(
         frame = ((tokens.index - video_start) // T).clamp(0, frames - 1)
         scores[row_of[i]].scatter_add_(1, frame, mass * (tokens.slot >= 0))
 
-    _, counts, _ = inner.run_prefill(tokens, None, layer_callback=probe, stop_at_layer=max(layers))
+    counts = inner.probe_prefill(ids.expand(B, -1), _window_videos(inner, visual, batch, frames), probe, max(layers))
     return scores, counts
 
 
@@ -274,15 +271,13 @@ def _prefill_windows(
     stop = last + 1 if last + 1 < inner.config.num_layers else None
     out = []
     for batch in _batches(starts, config.segment_batch):
-        tokens = _embed_windows(inner, ids, visual, batch, W)
         cache = XCompCache(config=inner.config.text_config)
-        cache.begin_prefill(tokens.valid, ids.shape[1])
         key_frames: list[torch.Tensor] = []
 
         def record(i, layer, tokens, position_embeddings, key_frames=key_frames):
             key_frames.append(torch.where(tokens.slot >= 0, (tokens.index - P) // T, -1))
 
-        inner.run_prefill(tokens, cache, layer_callback=record, stop_at_layer=stop)
+        inner.probe_prefill(ids.expand(len(batch), -1), _window_videos(inner, visual, batch, W), record, stop, cache)
         out.append((batch, cache, key_frames[: last + 1]))
     return out
 
@@ -306,6 +301,6 @@ def _score_prefilled(
         frame = key_frames[i]
         scores[row_of[i]].scatter_add_(1, frame.clamp(0, frames - 1), mass * (frame >= 0))
 
-    inner.run_decode(question_ids.expand(B, -1), cache, layer_callback=probe, stop_at_layer=max(layers))
+    inner.probe_decode(question_ids.expand(B, -1), cache, probe, max(layers))
     counts = torch.stack([prefilled.key_valid[i].sum(dim=1) + Q for i in range(max(layers) + 1)])
     return scores, counts

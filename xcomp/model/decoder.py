@@ -129,6 +129,33 @@ class CompressedDecoder:
         tokens = Tokens(hidden, renumbered_positions(valid), valid, slot, index, group, dense, answer_tokens)
         return tokens, out_labels
 
+    # ------------------------------------------------------------------ probes
+    def probe_prefill(
+        self,
+        input_ids: torch.Tensor,
+        visual: list[torch.Tensor],
+        probe: LayerCallback,
+        stop_at_layer: int | None,
+        cache: XCompCache | None = None,
+    ) -> torch.Tensor:
+        """The prefill of ``input_ids`` [B, S] (one video placeholder per row) with the videos ``visual`` (B tensors
+        of `visual_tokens_per_frame` tokens per frame), as far as QC-Comp's frame scoring needs it: ``probe(i,
+        layer, tokens, position_embeddings)`` sees each layer's input after its drops, and the call returns right
+        after the probe of layer ``stop_at_layer`` without running it (None: every layer runs). The layers that run
+        fill ``cache`` when one is given. Returns the tokens entering each layer reached, [layers, B]."""
+        tokens, _ = self.embed_inputs(input_ids, None, visual)
+        if cache is not None:
+            cache.begin_prefill(tokens.valid, input_ids.shape[1])
+        return self.run_prefill(tokens, cache, layer_callback=probe, stop_at_layer=stop_at_layer)[1]
+
+    def probe_decode(
+        self, input_ids: torch.Tensor, cache: XCompCache, probe: DecodeCallback, stop_at_layer: int
+    ) -> None:
+        """New text tokens ``input_ids`` [B, Q] against a prefilled ``cache`` (a copy: it is extended), as far as
+        frame scoring needs them: ``probe(i, layer, hidden, position_embeddings)`` sees each layer's input, and the
+        call returns right after the probe of layer ``stop_at_layer``."""
+        self.run_decode(input_ids, cache, layer_callback=probe, stop_at_layer=stop_at_layer)
+
     # ------------------------------------------------------------------ decoder
     def run_prefill(
         self,
