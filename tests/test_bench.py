@@ -115,3 +115,37 @@ def test_a_new_compressor_appears_in_bench_and_info_without_other_edits(new_comp
     rows = json.loads((tmp_path / "b.json").read_text())["rows"]
     assert any(r["method"] == new_compressor for r in rows)
 
+
+
+@pytest.fixture
+def new_selector():
+    """A frame selector defined only in this test file (the first frames), unregistered after."""
+    from dataclasses import dataclass
+    from typing import ClassVar
+
+    import torch
+
+    from xcomp.compression.selectors import SELECTORS, FrameSelector
+
+    @dataclass(frozen=True)
+    class FirstFrames(FrameSelector):
+        name: ClassVar[str] = "test_first"
+
+        def select(self, model, prefix_ids, question_ids, visual, num_frames, k, shared=None):
+            return torch.arange(k), None
+
+    yield FirstFrames.name
+    SELECTORS.pop(FirstFrames.name)
+
+
+def test_a_new_selector_is_a_bench_row_with_its_settings(new_selector, tmp_path):
+    argv = ["bench", "--shape", "tiny", "--frames", "8", "16", "--skip-video", "--warmup", "0", "--repeats", "1",
+            "--decode-tokens", "1", "--threads", "1", "--methods", f"lp_comp+{new_selector}", "lp_comp+qc",
+            "--set", f"{new_selector}.keep=0.5", "qc.keep=0.25", "--json", str(tmp_path / "b.json")]  # fmt: skip
+    assert main(argv) == 0
+    rows = {(r["frames"], r["method"]): r for r in json.loads((tmp_path / "b.json").read_text())["rows"]}
+    assert [rows[n, f"lp_comp+{new_selector}"]["llm_frames"] for n in (8, 16)] == [4, 8]
+    assert [rows[n, "lp_comp+qc"]["llm_frames"] for n in (8, 16)] == [2, 4]
+    assert rows[16, f"lp_comp+{new_selector}"]["qc_flops"] == 0 < rows[16, "lp_comp+qc"]["qc_flops"]
+    assert main([*argv[:-2], "--set", f"{new_selector}.nope=1"]) == 2  # one line: an unknown field
+    assert main([*argv[:-2], "--methods", "lp_comp+nope"]) == 2

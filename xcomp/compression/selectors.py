@@ -24,9 +24,16 @@ SELECTORS: dict[str, type[FrameSelector]] = {}
 
 
 def all_selectors() -> dict[str, type[FrameSelector]]:
-    """Every registered selector by name, QC-Comp's module imported (it registers itself there)."""
-    import xcomp.compression.qc_comp  # noqa: F401
+    """Every registered selector by name: the modules of `xcomp.compression` are imported first, so a selector
+    defined in any of them (QC-Comp's in `qc_comp`) has registered itself."""
+    import importlib
+    import pkgutil
 
+    import xcomp.compression
+
+    for module in pkgutil.iter_modules(xcomp.compression.__path__):
+        if not module.ispkg:
+            importlib.import_module(f"xcomp.compression.{module.name}")
     return dict(SELECTORS)
 
 
