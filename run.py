@@ -2,7 +2,10 @@
 
 import hydra
 
-from xcomp.experiment import run
+from xcomp.experiment.job import run
+from xcomp.experiment.schema import register
+
+register()
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="run")

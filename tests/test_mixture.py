@@ -234,7 +234,8 @@ def test_training_with_the_feature_cache_gives_the_weights_of_training_without_a
     from xcomp.pipeline import XCompPipeline
     from xcomp.shipped import shipped_model
     from xcomp.train.fit import fit
-    from xcomp.video import FrameSamplingConfig, load_video
+    from xcomp.video.decode import load_video
+    from xcomp.video.sampling import FrameSamplingConfig
 
     data = source(mixture(tmp_path / "mix", images=0))
     path = shipped_model("xcomp_tiny")

@@ -22,7 +22,10 @@ from omegaconf import open_dict
 from xcomp.compression.compressors import COMPRESSORS, TokenCompressor
 from xcomp.compression.schedule import CompressionSchedule
 from xcomp.compression.selectors import FrameSelector
-from xcomp.experiment import run
+from xcomp.experiment.job import run
+from xcomp.experiment.schema import register
+
+register()  # as run.py does
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"

@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 
 from xcomp.errors import ConfigError
-from xcomp.synth import COLOURS, FAMILIES, SynthParams, iter_cases, make_case, write_suite
 from xcomp.synth.command import add_arguments, main, run
-from xcomp.video import FrameSamplingConfig, load_video
+from xcomp.synth.drawing import COLOURS
+from xcomp.synth.generate import FAMILIES, SynthParams, iter_cases, make_case, write_suite
+from xcomp.video.decode import load_video
+from xcomp.video.sampling import FrameSamplingConfig
 
 SMALL = SynthParams(frames=64, size=96, span=3, noise=1.0)
 

@@ -13,7 +13,9 @@ from PIL import Image
 
 from tests.conftest import require_decord
 from xcomp.errors import ConfigError, VideoError
-from xcomp.video import FrameSamplingConfig, decode, load_video, sample_frames, target_frame_count
+from xcomp.video import decode
+from xcomp.video.decode import load_video
+from xcomp.video.sampling import FrameSamplingConfig, sample_frames, target_frame_count
 
 SIDE = 64
 BITS = 8

@@ -10,15 +10,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from xcomp.vision import (
-    ToMeProjector,
-    UMTVisionConfig,
-    UMTVisionTower,
-    bipartite_soft_matching,
-    merge_schedule,
-    merge_tokens,
-    preprocess_frames,
-)
+from xcomp.vision.config import UMTVisionConfig
+from xcomp.vision.processor import preprocess_frames
+from xcomp.vision.tome import ToMeProjector, bipartite_soft_matching, merge_schedule, merge_tokens
+from xcomp.vision.umt import UMTVisionTower
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 FIXTURE = SHARED / "fixtures" / "videochat_flash_tiny"

@@ -12,10 +12,13 @@ import contextlib
 import hashlib
 import json
 import logging
+import math
 import subprocess
+import time
 from collections.abc import Mapping
+from importlib.metadata import version
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -31,6 +34,17 @@ TAG_ERROR = "xcomp.error"
 TAG_OVERRIDES = "xcomp.overrides"
 """Tag of a job run: its overrides as JSON (a list of `key=value`)."""
 
+
+PARAMS_PER_BATCH = 100
+"""Params per `log_batch` call (MLflow's limit)."""
+METRICS_PER_BATCH = 1000
+"""Metrics per `log_batch` call (MLflow's limit)."""
+PARAM_LENGTH = 6000
+"""Longest param value MLflow stores; longer ones are cut."""
+ERROR_LENGTH = 5000
+"""Longest error message kept in `TAG_ERROR`."""
+VERSIONED = ("xcomp", "torch", "transformers")
+"""Packages whose versions a job run records (``version.<package>`` tags)."""
 
 RUN_NAME_LENGTH = 250
 """Longest run name MLflow stores (a column of VARCHAR(250): PostgreSQL refuses longer ones, SQLite does not)."""
@@ -66,6 +80,13 @@ def git_state(root: str | Path) -> dict[str, str]:
     except (OSError, subprocess.CalledProcessError):
         return {}
     return {"git.commit": commit.stdout.strip(), "git.dirty": str(bool(dirty.stdout.strip()))}
+
+
+def masked(url: Any) -> str:
+    """A storage URL without its password ("in memory" for None)."""
+    from sqlalchemy.engine import make_url
+
+    return "in memory" if url is None else make_url(str(url)).render_as_string(hide_password=True)
 
 
 def store_lock(tracking_uri: str) -> contextlib.AbstractContextManager:
@@ -168,3 +189,72 @@ class Tracker:
         self.client.log_text(parent_id, summary.to_markdown(index=False), "summary.md")
         self.client.set_terminated(parent_id, "FAILED" if failed else "FINISHED")
 
+    # ------------------------------------------------------------------ jobs
+    def start_job(
+        self,
+        job_fingerprint: str,
+        settings: Mapping,
+        overrides: list[str],
+        tags: Mapping[str, str],
+        unfinished: object | None = None,
+        parent_id: str | None = None,
+    ) -> str:
+        """The run id of a job: its ``unfinished`` run (from `job_run`: a killed or failed attempt) set RUNNING
+        again without its error, or a new run named by its ``overrides`` (under ``parent_id``, a sweep's parent).
+        Logs the resolved ``settings`` as params (flattened, in batches) and as the artifact config.yaml, and tags
+        the run with its fingerprint, overrides, parent, the versions of xcomp, torch and transformers, the git
+        state of the checkout, and ``tags`` (what the caller knows of the job: model, method, trial)."""
+        from mlflow.entities import Param, RunTag
+        from omegaconf import OmegaConf
+
+        client = self.client
+        tags = {
+            TAG_FINGERPRINT: job_fingerprint,
+            TAG_OVERRIDES: json.dumps(overrides),
+            "overrides": " ".join(overrides),
+            **tags,
+            **{f"version.{p}": version(p) for p in VERSIONED},
+            **git_state(Path(__file__).parent),  # the checkout xcomp runs from
+        }
+        if parent_id is not None:
+            tags[TAG_PARENT] = parent_id
+            tags["sweep_id"] = parent_id
+        if unfinished is not None:
+            run_id = unfinished.info.run_id
+            client.update_run(run_id, status="RUNNING")
+            if TAG_ERROR in unfinished.data.tags:
+                client.delete_tag(run_id, TAG_ERROR)
+        else:
+            run_id = client.create_run(self.experiment_id, run_name=run_name(" ".join(overrides))).info.run_id
+        config = {k: v for k, v in settings.items() if k != "hydra"}
+        params = [Param(k, v[:PARAM_LENGTH]) for k, v in flatten(config).items()]
+        for i in range(0, len(params), PARAMS_PER_BATCH):
+            client.log_batch(run_id, params=params[i : i + PARAMS_PER_BATCH])
+        client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+        client.log_text(run_id, OmegaConf.to_yaml(config), "config.yaml")
+        return run_id
+
+    def log_metrics(self, run_id: str, metrics: Mapping[str, float]) -> None:
+        """Log ``metrics`` (NaN ones left out) at step 0 and the current time, in batches."""
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        batch = [Metric(k, float(v), now, 0) for k, v in metrics.items() if not math.isnan(v)]
+        for i in range(0, len(batch), METRICS_PER_BATCH):
+            self.client.log_batch(run_id, metrics=batch[i : i + METRICS_PER_BATCH])
+
+    def finish_job(
+        self, run_id: str, tags: Mapping[str, str], predictions: list[dict], metrics: Mapping[str, float]
+    ) -> None:
+        """End a job's run FINISHED with its results: ``tags`` (what the model ran with), one JSON line per
+        prediction (the artifact predictions.jsonl) and ``metrics``."""
+        for key, value in tags.items():
+            self.client.set_tag(run_id, key, value)
+        self.client.log_text(run_id, "\n".join(json.dumps(p) for p in predictions) + "\n", "predictions.jsonl")
+        self.log_metrics(run_id, metrics)
+        self.client.set_terminated(run_id, "FINISHED")
+
+    def fail_job(self, run_id: str, message: str) -> None:
+        """End a job's run FAILED, its (one-line) error in `TAG_ERROR`."""
+        self.client.set_tag(run_id, TAG_ERROR, message[:ERROR_LENGTH])
+        self.client.set_terminated(run_id, "FAILED")

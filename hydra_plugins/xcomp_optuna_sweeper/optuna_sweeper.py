@@ -24,6 +24,8 @@ from optuna.exceptions import ExperimentalWarning
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_stale_trials
 from optuna.trial import FrozenTrial, TrialState
 
+from xcomp.tracking import masked
+
 log = logging.getLogger(__name__)
 
 DUPLICATE = "duplicate_of"
@@ -78,13 +80,6 @@ def counted(trials: list[FrozenTrial]) -> list[FrozenTrial]:
         t for t in trials
         if t.number not in retried and not t.user_attrs.get(SURPLUS) and t.state != TrialState.WAITING
     ]  # fmt: skip
-
-
-def masked(url: Any) -> str:
-    """A storage URL without its password."""
-    from sqlalchemy.engine import make_url
-
-    return "in memory" if url is None else make_url(str(url)).render_as_string(hide_password=True)
 
 
 class OptunaSweeper(Sweeper):

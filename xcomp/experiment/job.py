@@ -9,12 +9,10 @@ skipped unless `rerun=true`.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import sys
 import time
-from importlib.metadata import version
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
@@ -27,17 +25,7 @@ from xcomp.experiment import outcome, suites
 from xcomp.experiment.callbacks import PARENT_FILE
 from xcomp.experiment.components import build
 from xcomp.model.attention import check_attn_implementation
-from xcomp.tracking import (
-    TAG_ERROR,
-    TAG_FINGERPRINT,
-    TAG_OVERRIDES,
-    TAG_PARENT,
-    Tracker,
-    fingerprint,
-    flatten,
-    git_state,
-    run_name,
-)
+from xcomp.tracking import Tracker, fingerprint, masked
 from xcomp.video.decode import check_backend
 
 log = logging.getLogger(__name__)
@@ -152,7 +140,8 @@ def run(cfg: DictConfig) -> float | list[float]:
             if not primary:  # only rank 0 of a torchrun job tracks it
                 tracker = None
             else:
-                run_id = _start_run(tracker, unfinished, parent_id, job_key, settings, overrides, hydra)
+                tags = _job_tags(settings, hydra)
+                run_id = tracker.start_job(job_key, settings, overrides, tags, unfinished, parent_id)
         if problem is not None:
             raise problem
         check(cfg)
@@ -173,12 +162,7 @@ def run(cfg: DictConfig) -> float | list[float]:
         if "budget" in ran_with:  # the share of dense token-layers a budgeted method spent, beside what it measured
             metrics["budget"] = float(ran_with["budget"])
         if tracker is not None:
-            client = tracker.client
-            for key, value in ran_with.items():
-                client.set_tag(run_id, key, value)
-            client.log_text(run_id, "\n".join(json.dumps(p) for p in predictions) + "\n", "predictions.jsonl")
-            _log_metrics(client, run_id, metrics)
-            client.set_terminated(run_id, "FINISHED")
+            tracker.finish_job(run_id, ran_with, predictions, metrics)
         on = "" if cfg.test else "val."
         print(f"done: {label}: {on}accuracy {metrics[on + 'accuracy']:.3f} ± {metrics[on + 'accuracy_se']:.3f} "
               f"over {metrics[on + 'questions']:.0f} questions", flush=True)  # fmt: skip
@@ -269,24 +253,17 @@ def _parent_id(hydra) -> str | None:
     return file.read_text().strip() if file.is_file() else None
 
 
-def _start_run(tracker, unfinished, parent_id, job_key, settings, overrides, hydra) -> str:
-    """Resume this job's unfinished run (a killed or failed attempt) or create one; log params, tags, config."""
-    client = tracker.client
+def _job_tags(settings: dict, hydra) -> dict[str, str]:
+    """The tags of a job's run that come from its config and Hydra: model, method, job number, and for a search's
+    trial what found it (study, sampler, storage without its password)."""
     model = settings.get("model", {})
     tags = {
-        TAG_FINGERPRINT: job_key,
-        TAG_OVERRIDES: json.dumps(overrides),
-        "overrides": " ".join(overrides),
         "model": str(model.get("name", "")),
         "model.path": str(model.get("path", "")),
         "compress": str(settings.get("compress", {}).get("_target_", "")).rsplit(".", 1)[-1],
         "job.num": str(hydra.job.get("num", "")),
-        **{f"version.{p}": version(p) for p in ("xcomp", "torch", "transformers")},
-        **git_state(Path(__file__).parent),  # the checkout xcomp runs from
     }
     if settings.get("trial") is not None:  # a search's trial: what found it
-        from hydra_plugins.xcomp_optuna_sweeper.optuna_sweeper import masked
-
         sweeper = hydra.sweeper
         tags.update({
             "optuna.trial": str(settings["trial"]),
@@ -294,36 +271,10 @@ def _start_run(tracker, unfinished, parent_id, job_key, settings, overrides, hyd
             "optuna.sampler": str(sweeper.get("sampler", {}).get("_target_", "")).rsplit(".", 1)[-1],
             "optuna.storage": masked(sweeper.get("storage")),
         })
-    if parent_id is not None:
-        tags[TAG_PARENT] = parent_id
-        tags["sweep_id"] = parent_id
-    if unfinished is not None:
-        run_id = unfinished.info.run_id
-        client.update_run(run_id, status="RUNNING")
-        if TAG_ERROR in unfinished.data.tags:
-            client.delete_tag(run_id, TAG_ERROR)
-    else:
-        run_id = client.create_run(tracker.experiment_id, run_name=run_name(" ".join(overrides))).info.run_id
-    from mlflow.entities import Param, RunTag
-
-    params = [Param(k, v[:6000]) for k, v in flatten({k: v for k, v in settings.items() if k != "hydra"}).items()]
-    for i in range(0, len(params), 100):
-        client.log_batch(run_id, params=params[i : i + 100])
-    client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
-    client.log_text(run_id, OmegaConf.to_yaml({k: v for k, v in settings.items() if k != "hydra"}), "config.yaml")
-    return run_id
+    return tags
 
 
-def _log_metrics(client, run_id: str, metrics: dict[str, float]) -> None:
-    from mlflow.entities import Metric
-
-    now = int(time.time() * 1000)
-    batch = [Metric(k, float(v), now, 0) for k, v in metrics.items() if not math.isnan(v)]
-    for i in range(0, len(batch), 1000):
-        client.log_batch(run_id, metrics=batch[i : i + 1000])
-
-
-def _fail(tracker, run_id: str | None, message: str) -> None:
+def _fail(tracker: Tracker | None, run_id: str | None, message: str) -> None:
+    """Record the job's run FAILED with ``message``, where it is tracked and its run started."""
     if tracker is not None and run_id is not None:
-        tracker.client.set_tag(run_id, TAG_ERROR, message[:5000])
-        tracker.client.set_terminated(run_id, "FAILED")
+        tracker.fail_job(run_id, message)

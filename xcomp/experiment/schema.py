@@ -13,12 +13,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from omegaconf import MISSING, OmegaConf
 
 from xcomp.data.source import all_sources
 from xcomp.experiment.components import source_schema
 from xcomp.reporting.parameters import ReportParameters
 from xcomp.reporting.verdict import Claim
+from xcomp.shipped import shipped_model
 from xcomp.train.config import TrainConfig, TrainerConfig
 from xcomp.train.sources.source import all_train_sources
 
@@ -208,7 +209,9 @@ class RunConfig:
 
 
 def register() -> None:
-    """Store the schemas (run.yaml and the group options name them in their defaults)."""
+    """Store the schemas (run.yaml and the group options name them in their defaults) and the `${xcomp_model:NAME}`
+    resolver of conf/; what `run.py` (or anything that composes conf/) calls before Hydra composes."""
+    OmegaConf.register_new_resolver("xcomp_model", shipped_model, replace=True)
     cs = ConfigStore.instance()
     cs.store(name="run_schema", node=RunConfig)
     cs.store(group="model", name="model_schema", node=ModelConfig)

@@ -1,31 +1,6 @@
-"""Synthetic long-video QA suite: procedurally generated videos with exact answers."""
+"""Synthetic long-video QA suite: procedurally generated videos with exact answers.
 
-from xcomp.synth.drawing import COLOURS, SHAPES, SynthObject
-from xcomp.synth.families import PLANNERS, Appearance, CasePlan
-from xcomp.synth.generate import (
-    FAMILIES,
-    SynthCase,
-    SynthParams,
-    iter_cases,
-    make_case,
-    write_frames,
-    write_mp4,
-    write_suite,
-)
-
-__all__ = [
-    "COLOURS",
-    "FAMILIES",
-    "PLANNERS",
-    "SHAPES",
-    "Appearance",
-    "CasePlan",
-    "SynthCase",
-    "SynthObject",
-    "SynthParams",
-    "iter_cases",
-    "make_case",
-    "write_frames",
-    "write_mp4",
-    "write_suite",
-]
+Objects and their drawing are in `xcomp.synth.drawing`, question families in `xcomp.synth.families` and
+`xcomp.synth.follow_up`, frames in `xcomp.synth.scene`, suites on disk in `xcomp.synth.generate` (cached by
+`xcomp.synth.cache`), training mixtures in `xcomp.synth.mixture`. The package re-exports nothing: import from the
+defining module."""

@@ -1,19 +1,3 @@
-"""Vision side of VideoChat-Flash: UMT-L video encoder, ToMe projector and frame preprocessing."""
-
-from xcomp.vision.config import UMTVisionConfig
-from xcomp.vision.processor import IMAGENET_MEAN, IMAGENET_STD, preprocess_frames
-from xcomp.vision.tome import ToMeProjector, bipartite_soft_matching, merge_schedule, merge_tokens
-from xcomp.vision.umt import UMTVisionTower, sincos_pos_embed
-
-__all__ = [
-    "IMAGENET_MEAN",
-    "IMAGENET_STD",
-    "ToMeProjector",
-    "UMTVisionConfig",
-    "UMTVisionTower",
-    "bipartite_soft_matching",
-    "merge_schedule",
-    "merge_tokens",
-    "preprocess_frames",
-    "sincos_pos_embed",
-]
+"""Vision side of VideoChat-Flash: the UMT-L video encoder (`xcomp.vision.umt`, configured by
+`xcomp.vision.config`), the ToMe projector (`xcomp.vision.tome`) and frame preprocessing
+(`xcomp.vision.processor`). The package re-exports nothing: import from the defining module."""

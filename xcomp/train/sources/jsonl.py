@@ -42,7 +42,8 @@ class JsonlQAData(TrainSource):
         return ((r["question"], r.get("options"), r["answer"]) for r in self.rows)
 
     def __getitem__(self, i: int) -> QASample:
-        from xcomp.video import FrameSamplingConfig, load_video
+        from xcomp.video.decode import load_video
+        from xcomp.video.sampling import FrameSamplingConfig
 
         row = self.rows[i]
         sampling = FrameSamplingConfig(size=self.image_size, min_frames=4, max_frames=4096, allow_repeat=True)

@@ -237,8 +237,8 @@ class MixtureData(TrainSource):
 
     def _media(self, record: Conversation) -> tuple[np.ndarray, float | None, tuple | None]:
         """Frames, duration (None for images) and (file, frame indices) of a video record."""
-        from xcomp.video import FrameSamplingConfig, load_video
-        from xcomp.video.decode import read_image
+        from xcomp.video.decode import load_video, read_image
+        from xcomp.video.sampling import FrameSamplingConfig
 
         if record.media == "video":
             sampling = FrameSamplingConfig(fps=self.fps, min_frames=self.min_frames, max_frames=self.num_frames[0],
