@@ -91,7 +91,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
     from xcomp.model.convert import load_config
     from xcomp.pipeline import XCompPipeline
     from xcomp.pipeline_config import load_pipeline_config
-    from xcomp.video import load_video
+    from xcomp.video.decode import load_video
 
     model_path = args.model or default_model_path()
     if model_path is None:
@@ -246,7 +246,7 @@ def _add_selector_arguments(parser: argparse.ArgumentParser) -> None:
 def _add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
     """How `ask` and `demo` decode and attend: the video backend and the attention kernel."""
     from xcomp.model.attention import ATTN_IMPLEMENTATIONS
-    from xcomp.video import BACKENDS
+    from xcomp.video.decode import BACKENDS
 
     parser.add_argument("--video-backend", choices=BACKENDS, default="auto",
                         help="video decoder (auto = pyav; decord needs the decord extra)")  # fmt: skip
