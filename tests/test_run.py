@@ -254,6 +254,34 @@ def test_card_sweep_killed_and_rerun_has_each_job_finished_once(tmp_path):
     assert table["token_layers_ratio"].nunique() == 1  # the heuristic on the base spends LP-Comp's token-layers
 
 
+def test_arms_differing_only_in_an_unread_key_run_one_job_and_each_records_it(tmp_path):
+    """qc_global does not read seg_len, select=all not keep: such arms are one job, run once; every arm still has
+    its FINISHED run (its own params, the job's metrics and predictions, tagged with the run it reuses)."""
+    arms = ["select=qc_global,qc_local", "seg_len=4,8"]
+    proc = sweep(tmp_path, *arms)
+    out = proc.communicate()[0]
+    assert proc.returncode == 0 and "4 finished, 0 failed" in out, out[-2000:]
+    assert out.count("done: ") == 3 and out.count("reuse: ") == 1, out[-2000:]
+    children = {(r.data.params["select._target_"].rsplit(".", 1)[-1], r.data.params["select.scorer"],
+                 r.data.params["seg_len"]): r for r in all_runs(tmp_path) if "mlflow.parentRunId" in r.data.tags}  # fmt: skip
+    assert len(children) == 4 and all(r.info.status == "FINISHED" for r in children.values())
+    first, second = children["QCComp", "global", "4"], children["QCComp", "global", "8"]
+    reused, ran = (first, second) if "xcomp.reuses" in first.data.tags else (second, first)
+    assert reused.data.tags["xcomp.reuses"] == ran.info.run_id and "xcomp.reuses" not in ran.data.tags
+    assert reused.data.tags["xcomp.fingerprint"] == ran.data.tags["xcomp.fingerprint"]
+    assert reused.data.metrics == ran.data.metrics and reused.data.tags["compression"] == ran.data.tags["compression"]
+    local = {children["QCComp", "local", n].data.tags["xcomp.fingerprint"] for n in ("4", "8")}
+    assert len(local) == 2 and ran.data.tags["xcomp.fingerprint"] not in local  # seg_len is read by qc_local
+    c = client(tmp_path)
+    texts = [Path(c.download_artifacts(r.info.run_id, "predictions.jsonl", str(tmp_path / r.info.run_id))).read_text()
+             for r in (ran, reused)]  # fmt: skip
+    assert texts[0] == texts[1] and texts[0].count("\n") == 2
+    proc = sweep(tmp_path, *arms)  # again: every arm has its run, nothing runs or is recorded twice
+    out = proc.communicate()[0]
+    assert proc.returncode == 0 and out.count("skip: ") == 4, out[-2000:]
+    assert len([r for r in all_runs(tmp_path) if "mlflow.parentRunId" in r.data.tags]) == 4
+
+
 def test_a_failing_job_is_recorded_and_the_sweep_goes_on(tmp_path):
     proc = sweep(tmp_path, "keep=1.5,0.5")
     out = proc.communicate()[0]

@@ -14,6 +14,7 @@ import json
 import logging
 import math
 import subprocess
+import tempfile
 import time
 from collections.abc import Mapping
 from importlib.metadata import version
@@ -33,6 +34,8 @@ TAG_ERROR = "xcomp.error"
 """Tag of a failed run: its one-line error."""
 TAG_OVERRIDES = "xcomp.overrides"
 """Tag of a job run: its overrides as JSON (a list of `key=value`)."""
+TAG_REUSES = "xcomp.reuses"
+"""Tag of an arm's run whose results are those of another arm's run of the same job: that run's id."""
 
 
 PARAMS_PER_BATCH = 100
@@ -58,6 +61,11 @@ def run_name(text: str) -> str | None:
 def fingerprint(data: Mapping) -> str:
     """A stable hash of a JSON-able mapping (keys sorted)."""
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def arm_overrides(run) -> list[str]:
+    """The overrides a job run was started with (its `TAG_OVERRIDES`)."""
+    return json.loads(run.data.tags.get(TAG_OVERRIDES, "[]"))
 
 
 def flatten(data: Mapping, prefix: str = "") -> dict[str, str]:
@@ -127,12 +135,17 @@ class Tracker:
         runs = self.client.search_runs([self.experiment_id], " and ".join(filters), max_results=1000)
         return [r for r in runs if statuses is None or r.info.status in statuses]
 
-    def job_run(self, job_fingerprint: str, parent_id: str | None) -> tuple[object | None, object | None]:
-        """(a FINISHED run of this job, an unfinished one to resume) under ``parent_id`` (None: top level)."""
+    def job_run(
+        self, job_fingerprint: str, parent_id: str | None, overrides: list[str]
+    ) -> tuple[object | None, object | None]:
+        """(a FINISHED run of this job, an unfinished run of this arm to resume) under ``parent_id`` (None: top
+        level). An arm is a job under its ``overrides``: the FINISHED run is this arm's own when it has one, else
+        the run of another arm that computed the job (see `reuse_job`)."""
         runs = self._search([f"tags.`{TAG_FINGERPRINT}` = '{job_fingerprint}'"])
         runs = [r for r in runs if r.data.tags.get(TAG_PARENT) == parent_id]
         finished = [r for r in runs if r.info.status == "FINISHED"]
-        unfinished = [r for r in runs if r.info.status != "FINISHED"]
+        finished.sort(key=lambda r: (arm_overrides(r) != overrides, TAG_REUSES in r.data.tags))
+        unfinished = [r for r in runs if r.info.status != "FINISHED" and arm_overrides(r) == overrides]
         return (finished[0] if finished else None), (unfinished[0] if unfinished else None)
 
     def children(self, parent_id: str) -> list:
@@ -161,7 +174,7 @@ class Tracker:
 
         rows, axes = [], {}
         for run in self.children(parent_id):
-            pairs = (o.split("=", 1) for o in json.loads(run.data.tags.get(TAG_OVERRIDES, "[]")))
+            pairs = (o.split("=", 1) for o in arm_overrides(run))
             overrides = {key.lstrip("+~"): value for key, value in pairs}
             axes.update(dict.fromkeys(overrides))
             rows.append({
@@ -253,6 +266,18 @@ class Tracker:
         self.client.log_text(run_id, "\n".join(json.dumps(p) for p in predictions) + "\n", "predictions.jsonl")
         self.log_metrics(run_id, metrics)
         self.client.set_terminated(run_id, "FINISHED")
+
+    def reuse_job(self, run_id: str, source) -> None:
+        """End the arm's run ``run_id`` FINISHED with the results of ``source``, a FINISHED run of the same job
+        (fingerprint) under other overrides: its metrics, predictions.jsonl and the tags it finished with, and
+        `TAG_REUSES` naming it. An arm whose settings differ from another's only in keys no component reads is
+        computed once (as the Optuna sweeper answers a repeated trial from the first)."""
+        own = self.client.get_run(run_id).data.tags
+        tags = {k: v for k, v in source.data.tags.items() if k not in own and not k.startswith("mlflow.")}
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(self.client.download_artifacts(source.info.run_id, "predictions.jsonl", folder))
+            predictions = [json.loads(line) for line in path.read_text().splitlines() if line]
+        self.finish_job(run_id, {**tags, TAG_REUSES: source.info.run_id}, predictions, source.data.metrics)
 
     def fail_job(self, run_id: str, message: str) -> None:
         """End a job's run FAILED, its (one-line) error in `TAG_ERROR`."""

@@ -3,8 +3,9 @@ track, return the objective.
 
 Bad input (a value out of range, a missing model, a broken suite) is one `error:` line: a single run exits 1, a
 sweep's job is recorded FAILED in MLflow and returns NaN so the other jobs still run (the sweep callback exits
-non-zero at the end). A job whose fingerprint already has a FINISHED run (under the same sweep parent) is
-skipped unless `rerun=true`.
+non-zero at the end). A job is identified by what it uses (`schema.job_identity`): one whose fingerprint already
+has a FINISHED run (under the same sweep parent) is not run again unless `rerun=true` — skipped when that run is
+this arm's, else recorded as this arm's run reusing it (`Tracker.reuse_job`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from xcomp.experiment import outcome, suites
 from xcomp.experiment.callbacks import PARENT_FILE
 from xcomp.experiment.components import build
 from xcomp.model.attention import check_attn_implementation
-from xcomp.tracking import Tracker, fingerprint, masked
+from xcomp.experiment.schema import job_identity
+from xcomp.tracking import Tracker, arm_overrides, fingerprint, masked
 from xcomp.video.decode import check_backend
 
 log = logging.getLogger(__name__)
@@ -35,8 +37,6 @@ METRICS = (
 )
 OBJECTIVES = METRICS + tuple(f"val.{m}" for m in METRICS)
 """Metrics a job can return to a sweeper (`objective=`; ``val.*`` for a job scored on validation, `test=false`)."""
-UNTRACKED = ("hydra", "logger", "paths", "rerun", "progress", "search", "cache", "eval")
-"""Top-level keys that do not change a job's result (left out of its fingerprint)."""
 
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -129,13 +129,18 @@ def run(cfg: DictConfig) -> float | list[float]:
             problem = None
         except OmegaConfBaseException as error:  # e.g. a shipped model that is not there: recorded below
             settings, problem = {}, error
-        job_key = fingerprint({k: v for k, v in settings.items() if k not in UNTRACKED} or {"overrides": overrides})
+        job_key = fingerprint(job_identity(settings) or {"overrides": overrides})
         if tracker is not None:
             parent_id = _parent_id(hydra) if multirun else None
-            finished, unfinished = tracker.job_run(job_key, parent_id)
+            finished, unfinished = tracker.job_run(job_key, parent_id, overrides)
             if finished is not None and not cfg.rerun:
-                if primary:
+                if primary and arm_overrides(finished) == overrides:
                     print(f"skip: {label}: finished as run {finished.info.run_id}", flush=True)
+                elif primary:  # another arm ran this job: this arm's run records that it reuses it
+                    run_id = tracker.start_job(job_key, settings, overrides, _job_tags(settings, hydra), unfinished, parent_id)
+                    tracker.reuse_job(run_id, finished)
+                    print(f"reuse: {label}: the same job as {' '.join(arm_overrides(finished)) or '(defaults)'} "
+                          f"(run {finished.info.run_id})", flush=True)  # fmt: skip
                 return objective(cfg, finished.data.metrics)
             if not primary:  # only rank 0 of a torchrun job tracks it
                 tracker = None

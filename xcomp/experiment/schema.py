@@ -9,7 +9,7 @@ The `compress`, `schedule` and `select` groups are `_target_` nodes of the compo
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
@@ -143,6 +143,21 @@ class PathsConfig:
     """Training folders of jobs (checkpoints, the trained model), named by job fingerprint unless `train.output_dir` is set."""
 
 
+UNTRACKED = {"identity": "untracked"}
+"""Field metadata: the field does not change a job's result (where things live, how it is tracked, run or shown)."""
+INTERPOLATED = {"identity": "interpolated"}
+"""Field metadata: a sweep axis the job reads only through the groups that interpolate it (``${keep}``), whose
+resolved values hold it; an arm whose groups do not read it (``select=qc_global`` and ``seg_len``) is the same job."""
+
+
+def job_identity(settings: dict) -> dict:
+    """What identifies a job (its fingerprint's input): its resolved ``settings`` without the `UNTRACKED` and
+    `INTERPOLATED` fields of `RunConfig` (and without ``hydra``), so arms that differ only in a key nobody reads are
+    one job."""
+    tracked = {f.name for f in fields(RunConfig) if "identity" not in f.metadata}
+    return {k: v for k, v in settings.items() if k in tracked}
+
+
 @dataclass
 class RunConfig:
     """One job: a model (optionally trained first), a token compressor, a schedule, a frame selector, a suite."""
@@ -159,7 +174,7 @@ class RunConfig:
     """The QA suite, a `_target_` node of a source in `xcomp.data` (group `data`)."""
     video: VideoConfig = field(default_factory=VideoConfig)
     """Video decoding of the suites' files."""
-    logger: LoggerConfig = MISSING
+    logger: LoggerConfig = field(default=MISSING, metadata=UNTRACKED)
     """Tracking (group `logger`)."""
     train: Any = None
     """Training before the test, a `TrainConfig` (group `train`: sct, base), or None (`train=none`)."""
@@ -169,30 +184,30 @@ class RunConfig:
     """Validation suite of a training job."""
     test: bool = True
     """Answer the test suite after training (False: the job's metrics are its last validation, as in a search)."""
-    report: ReportConfig | None = None
+    report: ReportConfig | None = field(default=None, metadata=UNTRACKED)
     """The report rendered at the end of the sweep (group `report`, selected by experiment files), or None."""
-    search: SearchConfig | None = None
+    search: SearchConfig | None = field(default=None, metadata=UNTRACKED)
     """The Optuna search this job belongs to (group `search`), or None."""
     trial: int | None = None
     """The job's Optuna trial number (set by the search's sweeper; part of the job's identity)."""
-    paths: PathsConfig = field(default_factory=PathsConfig)
+    paths: PathsConfig = field(default_factory=PathsConfig, metadata=UNTRACKED)
     """Project paths."""
-    seg_len: int = 8
-    """QC-Comp segment length in frames (sweep axis)."""
-    keep: float = 0.5
-    """Fraction of sampled frames the selector keeps (sweep axis)."""
+    seg_len: int = field(default=8, metadata=INTERPOLATED)
+    """QC-Comp segment length in frames (sweep axis, read through `select`)."""
+    keep: float = field(default=0.5, metadata=INTERPOLATED)
+    """Fraction of sampled frames the selector keeps (sweep axis, read through `select`)."""
     frames: int = 64
     """Frames sampled per video (sweep axis; a multiple of the model's clip length)."""
     seed: int = 0
     """Seed of random initialisation and random methods (sweep axis)."""
-    budget: float | None = None
+    budget: float | None = field(default=None, metadata=INTERPOLATED)
     """Share of the dense model's visual token-layers the budgeted methods spend (sweep axis; null: LP-Comp's
-    cosine share at the model's layer count)."""
+    cosine share at the model's layer count; read through `compress`)."""
     max_new_tokens: int = 8
     """Answer length limit."""
-    objective: Any = "accuracy"
+    objective: Any = field(default="accuracy", metadata=UNTRACKED)
     """Metric the job returns to the sweeper, or a list of them (a multi-objective search)."""
-    rerun: bool = False
+    rerun: bool = field(default=False, metadata=UNTRACKED)
     """Run again even when a FINISHED run of the same job exists."""
     reuse: bool = True
     """Do question-independent work once per video (false: every question on its own, the reference path)."""
@@ -200,11 +215,11 @@ class RunConfig:
     """Where an evaluation job runs: auto (a CUDA GPU when there is one), cpu, or cuda."""
     dtype: str = "fp32"
     """Weights and activations of an evaluation job: fp32, bf16 or fp16."""
-    eval: EvalConfig = field(default_factory=EvalConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig, metadata=UNTRACKED)
     """How an evaluation runs."""
-    cache: CacheConfig = field(default_factory=CacheConfig)
+    cache: CacheConfig = field(default_factory=CacheConfig, metadata=UNTRACKED)
     """The evaluation's disk caches."""
-    progress: bool = False
+    progress: bool = field(default=False, metadata=UNTRACKED)
     """Show progress bars."""
 
 
