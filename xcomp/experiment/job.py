@@ -25,8 +25,8 @@ from xcomp.errors import ConfigError, XCompError
 from xcomp.experiment import outcome, suites
 from xcomp.experiment.callbacks import PARENT_FILE
 from xcomp.experiment.components import build
-from xcomp.model.attention import check_attn_implementation
 from xcomp.experiment.schema import job_identity
+from xcomp.model.attention import check_attn_implementation
 from xcomp.tracking import Tracker, arm_overrides, fingerprint, masked
 from xcomp.video.decode import check_backend
 
