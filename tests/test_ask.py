@@ -166,3 +166,18 @@ def test_pipeline_settings_round_trip_with_the_model(model_dir, tmp_path):
                                                    "layers": None, "segment_batch": 16, "scorer": "global"}}  # fmt: skip
     (tmp_path / "m" / "pipeline_config.json").write_text(json.dumps(legacy))  # a file written before `select`
     assert XCompPipeline.from_pretrained(tmp_path / "m").selector == qc
+
+
+def test_set_starts_from_the_models_selector_and_a_fraction_replaces_its_frame_count():
+    from xcomp.cli import _set_selector
+    from xcomp.compression.qc_comp import QCComp
+    from xcomp.compression.selectors import UniformFrames
+    from xcomp.errors import ConfigError, XCompError
+
+    saved = QCComp(keep_frames=32, segment_frames=4)
+    assert _set_selector(saved, ["qc.scorer=global"]) == QCComp(keep_frames=32, segment_frames=4, scorer="global")
+    assert _set_selector(saved, ["qc.keep=0.5"]).num_kept(128) == 64  # not the model's 32 frames
+    assert _set_selector(saved, ["uniform.keep=0.25"]) == UniformFrames(keep=0.25)  # another selector: its defaults
+    for bad in (["qc.nope=1"], ["qc.scorer=best"], ["qc.keep=0.5", "uniform.keep=0.5"], ["qc"]):
+        with pytest.raises((ConfigError, XCompError)):
+            _set_selector(saved, bad)

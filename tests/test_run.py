@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -276,10 +277,25 @@ def test_arms_differing_only_in_an_unread_key_run_one_job_and_each_records_it(tm
     texts = [Path(c.download_artifacts(r.info.run_id, "predictions.jsonl", str(tmp_path / r.info.run_id))).read_text()
              for r in (ran, reused)]  # fmt: skip
     assert texts[0] == texts[1] and texts[0].count("\n") == 2
-    proc = sweep(tmp_path, *arms)  # again: every arm has its run, nothing runs or is recorded twice
+    proc = sweep(tmp_path, *reversed(arms))  # again, its axes in another order: nothing runs or is recorded twice
     out = proc.communicate()[0]
     assert proc.returncode == 0 and out.count("skip: ") == 4, out[-2000:]
     assert len([r for r in all_runs(tmp_path) if "mlflow.parentRunId" in r.data.tags]) == 4
+
+
+def test_an_arm_runs_the_job_itself_when_the_run_it_would_reuse_has_no_predictions(tmp_path):
+    def single(*overrides):
+        command = [sys.executable, "run.py", "select=qc_global", *overrides, *TINY, f"paths.root={tmp_path}",
+                   f"logger.tracking_uri=sqlite:///{tmp_path}/mlflow.db"]  # fmt: skip
+        res = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+        assert res.returncode == 0, res.stderr[-2000:]
+        return res.stdout
+
+    assert "done: " in single("seg_len=4")
+    assert "reuse: " in single("seg_len=8")
+    (ran,) = [r for r in all_runs(tmp_path) if r.data.params["seg_len"] == "4"]
+    shutil.rmtree(Path(ran.info.artifact_uri.removeprefix("file://")))  # its artifacts moved away
+    assert "done: " in single("seg_len=16")
 
 
 def test_a_failing_job_is_recorded_and_the_sweep_goes_on(tmp_path):

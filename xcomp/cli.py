@@ -231,13 +231,15 @@ def _set_selector(selector, items: list[str]):
         raise XCompError(f"--set names one frame selector ({', '.join(sorted(selectors))}), got {', '.join(settings)}")
     for name, fields in settings.items():
         base = asdict(selector) if selector.name == name else {}
+        if "keep" in fields and "keep_frames" not in fields:
+            base.pop("keep_frames", None)  # a fraction given replaces the model's frame count
         selector = component(selectors[name], {**base, **fields}, f"--set {name}")
     return selector
 
 
 def _add_selector_arguments(parser: argparse.ArgumentParser) -> None:
     """Frame-selector settings shared by `ask` and `demo`."""
-    parser.add_argument("--set", nargs="+", default=[], metavar="NAME.FIELD=VALUE",
+    parser.add_argument("--set", nargs="+", action="extend", default=[], metavar="NAME.FIELD=VALUE",
                         help="frame selector settings over the model's pipeline_config.json, e.g. qc.scorer=global, "
                              "qc.segment_frames=16 qc.shifts=[0] (one pass, 0.48x a dense prefill at 1,024 frames); "
                              "NAME is qc, uniform or all (fields: xcomp.compression.qc_comp.QCComp)")  # fmt: skip
@@ -267,7 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--text-tokens", type=int, default=64, help="prompt text tokens (default 64)")
     info.add_argument("--methods", nargs="+", metavar="METHOD",
                       help=f"registered compressors (default: all of {', '.join(methods)})")  # fmt: skip
-    info.add_argument("--set", nargs="+", default=[], metavar="NAME.FIELD=VALUE",
+    info.add_argument("--set", nargs="+", action="extend", default=[], metavar="NAME.FIELD=VALUE",
                       help="a compressor's field, e.g. pre_pool.tokens=8 (default: the class's own)")  # fmt: skip
     info.add_argument("--dtype-bytes", type=int, default=2, help="bytes per KV value (2 = bf16)")
     info.set_defaults(func=cmd_info)

@@ -1,7 +1,8 @@
 """MLflow tracking of runs and sweeps: one run per job, one parent run per sweep, lookup of finished jobs.
 
-A job is identified by a *fingerprint* (a hash of its resolved config without paths, launcher or logger), so a
-sweep run again after a kill skips the jobs that finished and reruns the rest under the same parent. A sweep is
+A job is identified by a *fingerprint* (a hash of what it uses: its resolved config without what does not change
+its result, as the caller decides), so a sweep run again after a kill skips the jobs that finished and reruns the
+rest under the same parent, and an arm that is the same job as another's records that it reuses its run. A sweep is
 identified by its *key* (the hash of its command's overrides and base config), so running it again resumes its
 parent run instead of starting another. Only MLflow's own client API is used; nothing here knows Hydra.
 """
@@ -139,13 +140,15 @@ class Tracker:
         self, job_fingerprint: str, parent_id: str | None, overrides: list[str]
     ) -> tuple[object | None, object | None]:
         """(a FINISHED run of this job, an unfinished run of this arm to resume) under ``parent_id`` (None: top
-        level). An arm is a job under its ``overrides``: the FINISHED run is this arm's own when it has one, else
-        the run of another arm that computed the job (see `reuse_job`)."""
+        level). An arm is a job under its ``overrides`` (in any order): the FINISHED run is this arm's own when it
+        has one, else a run of another arm that computed the job (not one that reused it; see `reuse_job`)."""
         runs = self._search([f"tags.`{TAG_FINGERPRINT}` = '{job_fingerprint}'"])
         runs = [r for r in runs if r.data.tags.get(TAG_PARENT) == parent_id]
+        mine = sorted(overrides)
         finished = [r for r in runs if r.info.status == "FINISHED"]
-        finished.sort(key=lambda r: (arm_overrides(r) != overrides, TAG_REUSES in r.data.tags))
-        unfinished = [r for r in runs if r.info.status != "FINISHED" and arm_overrides(r) == overrides]
+        finished = [r for r in finished if sorted(arm_overrides(r)) == mine or TAG_REUSES not in r.data.tags]
+        finished.sort(key=lambda r: sorted(arm_overrides(r)) != mine)
+        unfinished = [r for r in runs if r.info.status != "FINISHED" and sorted(arm_overrides(r)) == mine]
         return (finished[0] if finished else None), (unfinished[0] if unfinished else None)
 
     def children(self, parent_id: str) -> list:
@@ -267,16 +270,25 @@ class Tracker:
         self.log_metrics(run_id, metrics)
         self.client.set_terminated(run_id, "FINISHED")
 
-    def reuse_job(self, run_id: str, source) -> None:
+    def predictions(self, run) -> list[dict] | None:
+        """The predictions.jsonl of a FINISHED job run, or None when it cannot be read (an older run, moved
+        artifacts)."""
+        from mlflow.exceptions import MlflowException
+
+        with tempfile.TemporaryDirectory() as folder:
+            try:
+                path = Path(self.client.download_artifacts(run.info.run_id, "predictions.jsonl", folder))
+                return [json.loads(line) for line in path.read_text().splitlines() if line]
+            except (OSError, ValueError, MlflowException):
+                return None
+
+    def reuse_job(self, run_id: str, source, predictions: list[dict]) -> None:
         """End the arm's run ``run_id`` FINISHED with the results of ``source``, a FINISHED run of the same job
-        (fingerprint) under other overrides: its metrics, predictions.jsonl and the tags it finished with, and
-        `TAG_REUSES` naming it. An arm whose settings differ from another's only in keys no component reads is
-        computed once (as the Optuna sweeper answers a repeated trial from the first)."""
+        (fingerprint) under other overrides: its metrics, its ``predictions`` (`predictions`) and the tags it
+        finished with, and `TAG_REUSES` naming it. An arm whose settings differ from another's only in keys no
+        component reads is computed once (as the Optuna sweeper answers a repeated trial from the first)."""
         own = self.client.get_run(run_id).data.tags
         tags = {k: v for k, v in source.data.tags.items() if k not in own and not k.startswith("mlflow.")}
-        with tempfile.TemporaryDirectory() as folder:
-            path = Path(self.client.download_artifacts(source.info.run_id, "predictions.jsonl", folder))
-            predictions = [json.loads(line) for line in path.read_text().splitlines() if line]
         self.finish_job(run_id, {**tags, TAG_REUSES: source.info.run_id}, predictions, source.data.metrics)
 
     def fail_job(self, run_id: str, message: str) -> None:

@@ -15,7 +15,7 @@ from xcomp.errors import ConfigError
 def method_names() -> list[str]:
     """Every row the benchmark runs by default: the registered compressors (a new one is a row without edits),
     then 'lp_comp+qc', which scores all frames with QC-Comp and answers from the kept ones with LP-Comp (any
-    ``COMPRESSOR+SELECTOR`` is a row; see `xcomp.bench.models.Method`)."""
+    ``COMPRESSOR+SELECTOR`` is a row; see `xcomp.compression.system.System`)."""
     from xcomp.compression.compressors import all_compressors
 
     return [*sorted(all_compressors()), "lp_comp+qc"]
@@ -153,7 +153,9 @@ def command_line(args: argparse.Namespace) -> str:
     for flag in ("config", "vision_frames", "video", "threads"):
         if getattr(args, flag) is not None:
             parts += ["--" + flag.replace("_", "-"), str(getattr(args, flag))]
-    parts += ["--set", *args.set]
+    given = args.set[len(DEFAULT_SETTINGS) :] if args.set[: len(DEFAULT_SETTINGS)] == DEFAULT_SETTINGS else args.set
+    if given:
+        parts += ["--set", *given]
     for flag in ("skip_video", "analytic"):
         if getattr(args, flag):
             parts.append("--" + flag.replace("_", "-"))

@@ -133,12 +133,15 @@ def run(cfg: DictConfig) -> float | list[float]:
         if tracker is not None:
             parent_id = _parent_id(hydra) if multirun else None
             finished, unfinished = tracker.job_run(job_key, parent_id, overrides)
-            if finished is not None and not cfg.rerun:
-                if primary and arm_overrides(finished) == overrides:
+            own = finished is not None and sorted(arm_overrides(finished)) == sorted(overrides)
+            # another arm's run of this job is reused when its predictions can be read (else this arm runs it)
+            reused = None if finished is None or own or cfg.rerun else tracker.predictions(finished)
+            if not cfg.rerun and (own or reused is not None):
+                if primary and own:
                     print(f"skip: {label}: finished as run {finished.info.run_id}", flush=True)
                 elif primary:  # another arm ran this job: this arm's run records that it reuses it
                     run_id = tracker.start_job(job_key, settings, overrides, _job_tags(settings, hydra), unfinished, parent_id)
-                    tracker.reuse_job(run_id, finished)
+                    tracker.reuse_job(run_id, finished, reused)
                     print(f"reuse: {label}: the same job as {' '.join(arm_overrides(finished)) or '(defaults)'} "
                           f"(run {finished.info.run_id})", flush=True)  # fmt: skip
                 return objective(cfg, finished.data.metrics)
