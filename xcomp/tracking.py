@@ -69,6 +69,11 @@ def arm_overrides(run) -> list[str]:
     return json.loads(run.data.tags.get(TAG_OVERRIDES, "[]"))
 
 
+def is_arm(run, overrides: list[str]) -> bool:
+    """Whether ``run`` is the run of the arm started with ``overrides`` (in any order)."""
+    return sorted(arm_overrides(run)) == sorted(overrides)
+
+
 def flatten(data: Mapping, prefix: str = "") -> dict[str, str]:
     """Nested mapping -> {"a.b.c": "value"} (lists as JSON), for `log_params`."""
     out = {}
@@ -144,11 +149,10 @@ class Tracker:
         has one, else a run of another arm that computed the job (not one that reused it; see `reuse_job`)."""
         runs = self._search([f"tags.`{TAG_FINGERPRINT}` = '{job_fingerprint}'"])
         runs = [r for r in runs if r.data.tags.get(TAG_PARENT) == parent_id]
-        mine = sorted(overrides)
         finished = [r for r in runs if r.info.status == "FINISHED"]
-        finished = [r for r in finished if sorted(arm_overrides(r)) == mine or TAG_REUSES not in r.data.tags]
-        finished.sort(key=lambda r: sorted(arm_overrides(r)) != mine)
-        unfinished = [r for r in runs if r.info.status != "FINISHED" and sorted(arm_overrides(r)) == mine]
+        finished = [r for r in finished if is_arm(r, overrides) or TAG_REUSES not in r.data.tags]
+        finished.sort(key=lambda r: not is_arm(r, overrides))
+        unfinished = [r for r in runs if r.info.status != "FINISHED" and is_arm(r, overrides)]
         return (finished[0] if finished else None), (unfinished[0] if unfinished else None)
 
     def children(self, parent_id: str) -> list:

@@ -27,7 +27,7 @@ from xcomp.experiment.callbacks import PARENT_FILE
 from xcomp.experiment.components import build
 from xcomp.experiment.schema import job_identity
 from xcomp.model.attention import check_attn_implementation
-from xcomp.tracking import Tracker, arm_overrides, fingerprint, masked
+from xcomp.tracking import Tracker, arm_overrides, fingerprint, is_arm, masked
 from xcomp.video.decode import check_backend
 
 log = logging.getLogger(__name__)
@@ -133,7 +133,7 @@ def run(cfg: DictConfig) -> float | list[float]:
         if tracker is not None:
             parent_id = _parent_id(hydra) if multirun else None
             finished, unfinished = tracker.job_run(job_key, parent_id, overrides)
-            own = finished is not None and sorted(arm_overrides(finished)) == sorted(overrides)
+            own = finished is not None and is_arm(finished, overrides)
             # another arm's run of this job is reused when its predictions can be read (else this arm runs it)
             reused = None if finished is None or own or cfg.rerun else tracker.predictions(finished)
             if not cfg.rerun and (own or reused is not None):
